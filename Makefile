@@ -1,0 +1,51 @@
+# Moodle Event Relay: the two commands a newcomer needs are `make demo` and
+# `make test` (see README.md). Each installs or starts what it needs.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+CARGO ?= cargo
+RELAY_WORKER_BIN := $(CURDIR)/target/debug/relay-worker
+PHP_SOURCES = $(shell find moodle-plugin tests/php -name '*.php' 2>/dev/null)
+
+.PHONY: help demo test deps rust rabbitmq php lint test-rust test-php build
+
+help:
+	@echo "make demo   run the relay's main job on a local RabbitMQ"
+	@echo "make test   run every test: Rust, PHP and schema checks (CI runs this)"
+	@echo "make lint   rustfmt, clippy and php -l only"
+
+## Set-up: each step reuses what is there and installs or starts what is not.
+deps: rust rabbitmq php
+
+rust:
+	@deploy/dev/ensure-rust.sh
+
+rabbitmq:
+	@deploy/dev/ensure-rabbitmq.sh
+
+php:
+	@deploy/dev/ensure-php.sh
+
+build: rust
+	$(CARGO) build --workspace --locked
+
+## Tests.
+test: deps lint test-rust test-php
+	@echo "==> all tests passed"
+
+lint: rust php
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	@for f in $(PHP_SOURCES); do php -l "$$f" >/dev/null || exit 1; done
+	@echo "==> php -l: $(words $(PHP_SOURCES)) files clean"
+
+test-rust: rust rabbitmq
+	$(CARGO) test --workspace --locked
+
+# The PHP tests validate what the PHP builder makes with the Rust validator.
+test-php: php build
+	RELAY_WORKER_BIN=$(RELAY_WORKER_BIN) phpunit -c tests/php/phpunit.xml
+
+## The product's main job.
+demo: deps build
+	@RELAY_WORKER_BIN=$(RELAY_WORKER_BIN) deploy/dev/demo.sh
