@@ -14,6 +14,25 @@ pub const INGEST_EXCHANGE: &str = "moodle.ingest";
 pub const EVENTS_EXCHANGE: &str = "moodle.events";
 /// Quorum queue holding what failed, for `dlq-replayer`.
 pub const DLQ_QUEUE: &str = "relay.dlq";
+/// Headers exchange the worker publishes delayed retries to; each delay queue
+/// is bound by its name in the [`RETRY_QUEUE_HEADER`] header, so the message
+/// keeps its original routing key.
+pub const RETRY_EXCHANGE: &str = "relay.retry";
+/// Topic exchange the delay queues dead-letter into when a retry is due; it
+/// routes by the original routing key back to the site's ingest queue only.
+pub const REQUEUE_EXCHANGE: &str = "relay.requeue";
+/// Header naming the delay queue a retry is meant for.
+pub const RETRY_QUEUE_HEADER: &str = "x-relay-retry-queue";
+/// Routing key that conflicts found while enriching are published with:
+/// `<site>.conflict.<code>` on [`EVENTS_EXCHANGE`].
+pub fn conflict_key(site: &SiteId, code: &str) -> String {
+    format!("{site}.conflict.{code}")
+}
+
+/// The delay queue holding retries for `delay_ms` milliseconds.
+pub fn retry_queue(delay_ms: u64) -> String {
+    format!("relay.retry.{delay_ms}ms")
+}
 
 /// The site's ingest queue, `relay.ingest.<site>`.
 pub fn ingest_queue(site: &SiteId) -> String {

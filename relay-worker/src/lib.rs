@@ -5,4 +5,5 @@
 //!
 //! The consume → validate → publish pipeline arrives with its own modules.
 
+pub mod config;
 pub mod validate_cli;
