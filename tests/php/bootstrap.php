@@ -41,6 +41,9 @@ spl_autoload_register(function (string $classname): void {
     }
 });
 
+require_once(__DIR__ . '/support/memory_outbox_store.php');
+require_once(__DIR__ . '/support/test_broker.php');
+
 /**
  * Runs `relay-worker validate --json -`, the shared Rust validator, on JSON lines.
  *

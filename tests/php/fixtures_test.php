@@ -166,7 +166,7 @@ class fixtures_test extends \PHPUnit\Framework\TestCase {
      * @param string $name Fixture file name.
      * @return array [fixture as arrays, built envelope]
      */
-    private static function rebuild(string $name): array {
+    public static function rebuild(string $name): array {
         $fixture = self::fixture($name);
         $allowed = self::FIXTURES[$name];
         $builder = new envelope_builder($fixture['moodlesite'], $fixture['source'], $allowed);
