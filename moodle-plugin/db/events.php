@@ -1,0 +1,50 @@
+<?php
+// This file is part of Moodle - https://moodle.org/
+//
+// Moodle is free software: you can redistribute it and/or modify
+// it under the terms of the GNU General Public License as published by
+// the Free Software Foundation, either version 3 of the License, or
+// (at your option) any later version.
+//
+// Moodle is distributed in the hope that it will be useful,
+// but WITHOUT ANY WARRANTY; without even the implied warranty of
+// MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.  See the
+// GNU General Public License for more details.
+//
+// You should have received a copy of the GNU General Public License
+// along with Moodle.  If not, see <https://www.gnu.org/licenses/>.
+
+/**
+ * Observers of the twelve relayed events.
+ *
+ * 'internal' => true: the observer runs at once, inside the transaction of the change, so the outbox row
+ * commits or rolls back with it.
+ *
+ * @package    local_eventrelay
+ * @copyright  2026 Moodle Event Relay contributors
+ * @license    http://www.gnu.org/copyleft/gpl.html GNU GPL v3 or later
+ */
+
+defined('MOODLE_INTERNAL') || die();
+
+$observers = [];
+foreach ([
+    '\core\event\user_created',
+    '\core\event\user_updated',
+    '\core\event\user_deleted',
+    '\core\event\user_enrolment_created',
+    '\core\event\user_enrolment_updated',
+    '\core\event\user_enrolment_deleted',
+    '\core\event\role_assigned',
+    '\core\event\role_unassigned',
+    '\core\event\cohort_member_added',
+    '\core\event\cohort_member_removed',
+    '\core\event\course_completed',
+    '\core\event\course_module_completion_updated',
+] as $eventname) {
+    $observers[] = [
+        'eventname' => $eventname,
+        'callback' => '\local_eventrelay\observer::relay',
+        'internal' => true,
+    ];
+}
