@@ -21,8 +21,10 @@ pub const RETRY_EXCHANGE: &str = "relay.retry";
 /// Topic exchange the delay queues dead-letter into when a retry is due; it
 /// routes by the original routing key back to the site's ingest queue only.
 pub const REQUEUE_EXCHANGE: &str = "relay.requeue";
-/// Header naming the delay queue a retry is meant for.
-pub const RETRY_QUEUE_HEADER: &str = "x-relay-retry-queue";
+/// Header naming the delay queue a retry is meant for. Deliberately not
+/// `x-`-prefixed: RabbitMQ's headers exchange ignores such headers when
+/// matching, which would send every retry to every delay queue.
+pub const RETRY_QUEUE_HEADER: &str = "relay-retry-queue";
 /// Routing key that conflicts found while enriching are published with:
 /// `<site>.conflict.<code>` on [`EVENTS_EXCHANGE`].
 pub fn conflict_key(site: &SiteId, code: &str) -> String {

@@ -146,6 +146,25 @@ pub struct EnrichConfig {
     pub batch_wait_ms: u64,
 }
 
+impl SiteConfig {
+    /// A pass-through site (no Moodle calls) with every default.
+    pub fn new(id: SiteId) -> Self {
+        SiteConfig {
+            id,
+            moodle_url: None,
+            token_file: None,
+            token_env: None,
+            max_concurrency: defaults::max_concurrency(),
+            max_calls_per_minute: defaults::max_calls_per_minute(),
+            min_interval_ms: defaults::min_interval_ms(),
+            request_timeout_ms: defaults::request_timeout_ms(),
+            auth_probe_interval_s: defaults::auth_probe_interval_s(),
+            breaker: BreakerConfig::default(),
+            enrich: EnrichConfig::default(),
+        }
+    }
+}
+
 mod defaults {
     pub(super) fn max_concurrency() -> u32 {
         2
@@ -492,14 +511,17 @@ fn describe(error: figment::Error) -> String {
         .join("; ")
 }
 
+/// Loading configurations from TOML text in tests, with an empty environment.
 #[cfg(test)]
 // figment::Jail closures must return figment's (large) error type.
 #[allow(clippy::result_large_err)]
-mod tests {
-    use super::*;
+pub(crate) mod test_support {
+    use std::path::Path;
 
-    /// Loads `text` as the config file, in a jail whose environment tests can set.
-    fn load(text: &str) -> Result<Config, ConfigError> {
+    use super::{Config, ConfigError};
+
+    /// Loads `text` as the config file, in a jail with no `RELAY_*` variables.
+    pub(crate) fn load(text: &str) -> Result<Config, ConfigError> {
         let mut result = None;
         figment::Jail::expect_with(|jail| {
             jail.clear_env();
@@ -509,6 +531,15 @@ mod tests {
         });
         result.unwrap_or_else(|| panic!("jail did not run"))
     }
+}
+
+#[cfg(test)]
+// figment::Jail closures must return figment's (large) error type.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use super::*;
+
+    use super::test_support::load;
 
     #[test]
     fn the_skeleton_of_the_design_loads_with_defaults_for_omitted_keys() {

@@ -1,9 +1,24 @@
 //! relay-worker: moves Moodle events from `moodle.ingest` to `moodle.events`.
 //!
-//! Layout:
+//! Layout, in pipeline order:
+//! - [`config`]: the configuration and its validation.
+//! - [`topology`]: exchanges and queues, declared at start and exported.
+//! - [`run`]: connect, run every site, reconnect, shut down.
+//! - [`site`]: one site's consume → validate → publish → ack loop.
+//! - [`failure`]: the one place failures are classified and acted upon.
+//! - [`properties`]: properties and headers of what the worker publishes.
+//! - [`metrics`]: named instrumentation events (count and log).
+//! - [`http`]: `/metrics`, `/healthz`, `/readyz`.
 //! - [`validate_cli`]: `relay-worker validate`, the operator's envelope checker.
-//!
-//! The consume → validate → publish pipeline arrives with its own modules.
 
 pub mod config;
+pub mod failure;
+pub mod http;
+pub mod metrics;
+pub mod properties;
+pub mod run;
+pub mod site;
+pub mod topology;
 pub mod validate_cli;
+
+pub use run::{RunError, run, run_with_listener};

@@ -1,16 +1,28 @@
-//! The `relay-worker` command: parses arguments and hands over to the library.
+//! The `relay-worker` command: parses arguments, sets up logging, loads the
+//! configuration and hands over to the library.
 
 use std::io;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use relay_contract::Validator;
+use relay_worker::config::{Config, ENV_HELP};
+use relay_worker::topology::Topology;
 use relay_worker::validate_cli::{self, Format};
 
-/// Relays Moodle events from RabbitMQ's `moodle.ingest` to `moodle.events`.
+/// Relays Moodle events from RabbitMQ's `moodle.ingest` to `moodle.events`:
+/// validates each against the schemas, publishes it with a broker confirm, and
+/// sends what fails to delayed retries or the dead-letter queue `relay.dlq`.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, after_long_help = ENV_HELP)]
 struct Cli {
+    /// TOML configuration file (see deploy/relay-worker.example.toml).
+    #[arg(long, short, env = "RELAY_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Validate the configuration, print a summary and exit (0 valid, 2 not).
+    #[arg(long)]
+    check_config: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -27,20 +39,95 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the RabbitMQ definitions (exchanges, queues, bindings) the worker
+    /// declares for this configuration, for `rabbitmqctl import_definitions`.
+    Definitions,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Validate { inputs, json }) => validate(&inputs, json),
-        None => {
-            eprintln!(
-                "relay-worker: the relay pipeline is not built yet; only `relay-worker validate` works. \
-                 See `relay-worker --help`."
-            );
-            ExitCode::from(2)
+        Some(Command::Definitions) => match load(cli.config) {
+            Ok(config) => {
+                let text =
+                    serde_json::to_string_pretty(&Topology::for_config(&config).definitions());
+                println!("{}", text.unwrap_or_default());
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        None => match load(cli.config) {
+            Ok(config) if cli.check_config => {
+                let sites: Vec<&str> = config.sites.iter().map(|s| s.id.as_str()).collect();
+                println!("configuration OK: sites {}", sites.join(", "));
+                ExitCode::SUCCESS
+            }
+            Ok(config) => serve(config),
+            Err(code) => code,
+        },
+    }
+}
+
+fn load(file: Option<PathBuf>) -> Result<Config, ExitCode> {
+    Config::load(file.as_deref()).map_err(|e| {
+        eprintln!("relay-worker: invalid configuration: {e}");
+        ExitCode::from(2)
+    })
+}
+
+fn serve(config: Config) -> ExitCode {
+    init_logging();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("relay-worker: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(relay_worker::run(config, shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "relay-worker cannot run");
+            ExitCode::FAILURE
         }
     }
+}
+
+/// Resolves on SIGTERM (orchestrators) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutdown requested; finishing in-flight events");
+}
+
+/// JSON lines on stderr; `RUST_LOG` filters (default `info`).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,lapin=warn"));
+    tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .init();
 }
 
 fn validate(inputs: &[String], json: bool) -> ExitCode {

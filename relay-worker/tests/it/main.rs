@@ -1,5 +1,9 @@
 //! relay-worker integration tests. They talk to a real RabbitMQ
-//! (`RELAY_TEST_AMQP_URL`, default the local broker) with fresh names per test.
+//! (`RELAY_TEST_AMQP_URL`, default the local broker); each test that runs a
+//! worker gets a vhost of its own.
 
+mod failures;
+mod pipeline;
 mod routing_on_broker;
 mod support;
+mod topology;

@@ -1,8 +1,27 @@
-//! Broker access and fixture loading shared by the integration tests.
+//! Shared test support: a fresh RabbitMQ vhost per test (so fixed names such
+//! as `moodle.ingest` never collide), an in-process worker, event factories
+//! and broker helpers. Everything talks to the real broker.
 
+use std::net::SocketAddr;
 use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
-use lapin::{Channel, Connection, ConnectionProperties};
+use futures_util::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions,
+    QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use relay_contract::CLOUDEVENTS_CONTENT_TYPE;
+use relay_contract::routing::{EVENTS_EXCHANGE, INGEST_EXCHANGE};
+use relay_worker::config::{Config, Secret, SiteConfig};
+use relay_worker::topology::Topology;
+use serde_json::Value;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 /// The broker under test: `RELAY_TEST_AMQP_URL`, or the local one.
 pub fn amqp_url() -> String {
@@ -17,8 +36,11 @@ pub fn unique(prefix: &str) -> String {
 
 /// A connection and one channel, or a clear failure when no broker listens.
 pub async fn channel() -> (Connection, Channel) {
-    let url = amqp_url();
-    let conn = Connection::connect(&url, ConnectionProperties::default())
+    connect(&amqp_url()).await
+}
+
+pub async fn connect(url: &str) -> (Connection, Channel) {
+    let conn = Connection::connect(url, ConnectionProperties::default())
         .await
         .unwrap_or_else(|e| panic!("no RabbitMQ at {url}: {e} (start it with `make rabbitmq`)"));
     let channel = conn
@@ -28,9 +50,131 @@ pub async fn channel() -> (Connection, Channel) {
     (conn, channel)
 }
 
-/// Every valid fixture's bytes, sorted by file name.
+fn rabbitmqctl(args: &[&str]) {
+    let out = Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("rabbitmqctl {args:?}: {e} (the worker tests need rabbitmqctl)")
+        });
+    assert!(
+        out.status.success(),
+        "rabbitmqctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A vhost of its own for one test, deleted when dropped.
+pub struct Vhost {
+    pub name: String,
+    pub url: String,
+}
+
+impl Vhost {
+    pub fn new() -> Vhost {
+        let name = format!("relay-test-{}", uuid::Uuid::new_v4().simple());
+        rabbitmqctl(&["add_vhost", &name]);
+        rabbitmqctl(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]);
+        let url = format!("amqp://guest:guest@127.0.0.1:5672/{name}");
+        Vhost { name, url }
+    }
+}
+
+impl Drop for Vhost {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl")
+            .args(["delete_vhost", &self.name])
+            .output();
+    }
+}
+
+/// A test configuration: short retries, no jitter, a quick grace period.
+pub fn config(url: &str, sites: &[&str]) -> Config {
+    let mut config = Config::default();
+    config.amqp.url = Secret::new(url);
+    config.retry.delays_s = vec![1, 2];
+    config.retry.jitter = 0.0;
+    config.worker.shutdown_grace_s = 5;
+    config.worker.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.sites = sites
+        .iter()
+        .map(|s| SiteConfig::new(s.parse().unwrap_or_else(|e| panic!("{e}"))))
+        .collect();
+    config
+}
+
+/// Declares what the worker declares, so a test can fill queues before it starts.
+pub async fn declare_topology(config: &Config) {
+    let (conn, _) = connect(config.amqp.url.expose()).await;
+    Topology::for_config(config)
+        .declare(&conn)
+        .await
+        .unwrap_or_else(|e| panic!("declare topology: {e}"));
+    let _ = conn.close(200, "declared".into()).await;
+}
+
+/// Worker logs in the test's captured output (`cargo test -- --nocapture` shows them).
+pub fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("info,lapin=warn"))
+        .with_test_writer()
+        .try_init();
+}
+
+/// A worker running in this process.
+pub struct Worker {
+    stop: Option<oneshot::Sender<()>>,
+    handle: JoinHandle<Result<(), relay_worker::RunError>>,
+    pub http: SocketAddr,
+}
+
+impl Worker {
+    pub async fn start(config: Config) -> Worker {
+        init_logging();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("bind: {e}"));
+        let http = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let (tx, rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(relay_worker::run_with_listener(listener, config, async {
+            let _ = rx.await;
+        }));
+        Worker {
+            stop: Some(tx),
+            handle,
+            http,
+        }
+    }
+
+    /// Asks the worker to stop and waits for it.
+    pub async fn stop(mut self) -> Result<(), relay_worker::RunError> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        match (&mut self.handle).await {
+            Ok(result) => result,
+            Err(e) => panic!("worker task failed: {e}"),
+        }
+    }
+
+    /// The worker ended by itself (e.g. a fatal start-up error).
+    pub async fn finished(self) -> Result<(), relay_worker::RunError> {
+        match self.handle.await {
+            Ok(result) => result,
+            Err(e) => panic!("worker task failed: {e}"),
+        }
+    }
+}
+
+/// Every valid fixture as JSON, sorted by file name.
 pub fn valid_fixtures() -> Vec<(String, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/fixtures/valid");
+    fixtures("valid")
+}
+
+pub fn fixtures(kind: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../schemas/fixtures")
+        .join(kind);
     let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .filter_map(Result::ok)
@@ -42,4 +186,166 @@ pub fn valid_fixtures() -> Vec<(String, Vec<u8>)> {
         .collect();
     out.sort();
     out
+}
+
+/// A new valid event of `site`: fixture number `n % fixtures` with a fresh id
+/// and sequence `n`. Returns (id, routing key, body).
+pub struct EventFactory {
+    templates: Vec<Value>,
+}
+
+impl EventFactory {
+    pub fn new() -> EventFactory {
+        let templates = valid_fixtures()
+            .into_iter()
+            .map(|(_, bytes)| serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{e}")))
+            .collect();
+        EventFactory { templates }
+    }
+
+    pub fn event(&self, site: &str, n: u64) -> (String, String, Vec<u8>) {
+        let mut event = self.templates[(n as usize) % self.templates.len()].clone();
+        let id = uuid::Uuid::new_v4().to_string();
+        event["id"] = id.clone().into();
+        event["moodlesite"] = site.into();
+        event["sequence"] = format!("{n:020}").into();
+        let suffix = event["type"]
+            .as_str()
+            .unwrap_or_default()
+            .trim_start_matches("moodle.")
+            .to_owned();
+        let body = serde_json::to_vec(&event).unwrap_or_else(|e| panic!("{e}"));
+        (id, format!("{site}.{suffix}"), body)
+    }
+}
+
+/// The properties the plugin sets on what it publishes.
+pub fn plugin_properties(id: &str) -> BasicProperties {
+    BasicProperties::default()
+        .with_message_id(id.into())
+        .with_content_type(CLOUDEVENTS_CONTENT_TYPE.into())
+        .with_delivery_mode(2)
+        .with_app_id("local_eventrelay".into())
+}
+
+/// Publishes to `moodle.ingest` as the plugin would, waiting for confirms.
+pub async fn publish_ingest(channel: &Channel, messages: &[(String, Vec<u8>, BasicProperties)]) {
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("confirm mode: {e}"));
+    for (key, body, props) in messages {
+        channel
+            .basic_publish(
+                INGEST_EXCHANGE.into(),
+                key.as_str().into(),
+                BasicPublishOptions::default(),
+                body,
+                props.clone(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("publish: {e}"));
+    }
+    let returned = channel
+        .wait_for_confirms()
+        .await
+        .unwrap_or_else(|e| panic!("confirms: {e}"));
+    assert!(returned.is_empty());
+}
+
+/// A durable downstream queue bound to `moodle.events` with `pattern`.
+pub async fn downstream_queue(channel: &Channel, pattern: &str, arguments: FieldTable) -> String {
+    let name = unique("downstream");
+    channel
+        .queue_declare(
+            name.as_str().into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            arguments,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("declare {name}: {e}"));
+    channel
+        .queue_bind(
+            name.as_str().into(),
+            EVENTS_EXCHANGE.into(),
+            pattern.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("bind {name}: {e}"));
+    name
+}
+
+/// Consumes until `count` messages arrived or `within` passed, on a channel of
+/// its own: what it took is acked, and closing the channel returns whatever
+/// the broker had already pushed beyond that.
+pub async fn collect(
+    conn: &Connection,
+    queue: &str,
+    count: usize,
+    within: Duration,
+) -> Vec<Delivery> {
+    let channel = conn
+        .create_channel()
+        .await
+        .unwrap_or_else(|e| panic!("channel: {e}"));
+    let mut consumer = channel
+        .basic_consume(
+            queue.into(),
+            unique("collector").as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("consume {queue}: {e}"));
+    let mut out = Vec::with_capacity(count);
+    let deadline = tokio::time::Instant::now() + within;
+    while out.len() < count {
+        match tokio::time::timeout_at(deadline, consumer.next()).await {
+            Ok(Some(Ok(delivery))) => {
+                delivery
+                    .acker
+                    .ack(BasicAckOptions::default())
+                    .await
+                    .unwrap_or_else(|e| panic!("ack: {e}"));
+                out.push(delivery);
+            }
+            Ok(Some(Err(e))) => panic!("consuming {queue}: {e}"),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    let _ = channel.close(200, "collected".into()).await;
+    out
+}
+
+/// Messages ready in `queue`.
+pub async fn depth(channel: &Channel, queue: &str) -> u32 {
+    channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map(|q| q.message_count())
+        .unwrap_or_else(|e| panic!("inspect {queue}: {e}"))
+}
+
+/// A header's value as text.
+pub fn header(delivery: &Delivery, key: &str) -> Option<String> {
+    use lapin::types::AMQPValue;
+    match delivery.properties.headers().as_ref()?.inner().get(key)? {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.to_string()),
+        AMQPValue::LongLongInt(n) => Some(n.to_string()),
+        AMQPValue::LongInt(n) => Some(n.to_string()),
+        other => Some(format!("{other:?}")),
+    }
 }

@@ -1,0 +1,121 @@
+//! Named instrumentation events: each function is one thing that happens, and
+//! both counts it (Prometheus, prefix `relay_`) and logs it where a person needs
+//! to know. Metric and label names are a contract (DESIGN.md §6).
+
+use std::sync::OnceLock;
+
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::failure::Failure;
+
+/// Buckets of `relay_event_lag_seconds`: from a busy-but-healthy relay to one
+/// that was stopped for a day.
+const LAG_BUCKETS: [f64; 12] = [
+    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 60.0, 600.0, 86_400.0,
+];
+
+/// Installs the Prometheus recorder once per process and returns its handle.
+pub fn install() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full("relay_event_lag_seconds".into()),
+                    &LAG_BUCKETS,
+                )
+                .map(PrometheusBuilder::build_recorder);
+            match recorder {
+                Ok(recorder) => {
+                    let handle = recorder.handle();
+                    // Fails only if another recorder was installed first (then
+                    // that one collects; ours renders nothing useful).
+                    if metrics::set_global_recorder(recorder).is_err() {
+                        tracing::warn!(
+                            "a metrics recorder was already installed; /metrics may be empty"
+                        );
+                    }
+                    handle
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics recorder not installed");
+                    PrometheusBuilder::new().build_recorder().handle()
+                }
+            }
+        })
+        .clone()
+}
+
+/// A delivery was taken from a site's ingest queue.
+pub fn consumed(site: &str) {
+    counter!("relay_events_consumed_total", "site" => site.to_owned()).increment(1);
+}
+
+/// An event was confirmed by the broker on `moodle.events`.
+pub fn published(site: &str, event_type: &'static str, lag_s: Option<f64>) {
+    counter!("relay_events_published_total", "site" => site.to_owned(), "type" => event_type)
+        .increment(1);
+    if let Some(lag) = lag_s {
+        histogram!("relay_event_lag_seconds", "site" => site.to_owned()).record(lag.max(0.0));
+    }
+}
+
+/// A failed event is now waiting in a delay queue.
+pub fn retried(site: &str, failure: &Failure, attempt: u32, queue: &str) {
+    counter!(
+        "relay_events_retried_total",
+        "site" => site.to_owned(), "class" => failure.class.as_str(), "code" => failure.code.clone()
+    )
+    .increment(1);
+    tracing::info!(site, class = %failure.class, code = %failure.code, attempt, queue, reason = %failure.message,
+        "event scheduled for retry");
+}
+
+/// A failed event is now in `relay.dlq`.
+pub fn dead_lettered(site: &str, failure: &Failure, message_id: Option<&str>) {
+    counter!(
+        "relay_events_dead_lettered_total",
+        "site" => site.to_owned(), "class" => failure.class.as_str(), "code" => failure.code.clone()
+    )
+    .increment(1);
+    tracing::warn!(site, class = %failure.class, code = %failure.code, message_id, reason = %failure.message,
+        "event dead-lettered");
+}
+
+/// An event could not be routed downstream: no queue is bound for its key.
+pub fn unroutable(site: &str, routing_key: &str) {
+    counter!("relay_events_unroutable_total", "site" => site.to_owned()).increment(1);
+    tracing::warn!(
+        site,
+        routing_key,
+        "no downstream queue is bound for this event; it will be retried"
+    );
+}
+
+/// A parked (retry or DLQ) publish was refused; the event goes back to its queue.
+pub fn park_refused(site: &str, target: &str) {
+    counter!("relay_park_refused_total", "site" => site.to_owned()).increment(1);
+    tracing::error!(
+        site,
+        target,
+        "the broker refused to park a failed event; returned to its queue"
+    );
+}
+
+/// Events of `site` being processed now.
+pub fn in_flight(site: &str, count: usize) {
+    gauge!("relay_in_flight", "site" => site.to_owned()).set(count as f64);
+}
+
+/// The broker connection is up (1) or down (0).
+pub fn broker_connected(up: bool) {
+    gauge!("relay_broker_connected").set(if up { 1.0 } else { 0.0 });
+}
+
+/// The worker lost the broker and will reconnect after `wait_s`.
+pub fn reconnecting(error: &str, wait_s: f64) {
+    counter!("relay_broker_reconnects_total").increment(1);
+    broker_connected(false);
+    tracing::warn!(error, wait_s, "broker connection lost; reconnecting");
+}

@@ -1,0 +1,236 @@
+//! The worker's life: serve the HTTP endpoints, connect, declare the topology,
+//! run every site's pipeline, reconnect with capped backoff when the broker is
+//! lost, and shut down cleanly when asked.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lapin::options::{BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions};
+use lapin::types::FieldTable;
+use lapin::{Connection, ConnectionProperties};
+use relay_contract::Validator;
+use relay_contract::routing::ingest_queue;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+use crate::config::{Config, SiteConfig};
+use crate::http::{self, Readiness};
+use crate::metrics;
+use crate::properties::redact;
+use crate::site::{SiteContext, SitePipeline};
+use crate::topology::{Topology, TopologyError, retry_steps};
+
+/// Why the worker stopped other than by being asked to.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Topology(#[from] TopologyError),
+    #[error("schemas: {0}")]
+    Schemas(#[from] relay_contract::validate::SchemaError),
+}
+
+/// A connection attempt ended.
+enum Ended {
+    /// Asked to stop, and stopped.
+    Stopped,
+    /// Lost the broker; try again.
+    Lost(String),
+}
+
+/// Runs the worker until `shutdown` resolves (then drains and returns `Ok`) or
+/// a fatal error (a topology conflict, a port in use).
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let listen = config.worker.listen;
+    let listener = http::bind(listen)
+        .await
+        .map_err(|source| RunError::Listen {
+            addr: listen,
+            source,
+        })?;
+    run_with_listener(listener, config, shutdown).await
+}
+
+/// [`run`] with the HTTP endpoints on an already bound listener (tests bind
+/// port 0 and read the port).
+pub async fn run_with_listener(
+    listener: tokio::net::TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let metrics_handle = metrics::install();
+    let ready = Arc::new(Readiness::default());
+    let listen = listener.local_addr().unwrap_or(config.worker.listen);
+    let (stop_tx, stop) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    // The endpoints stop when the worker does, whether asked to or not.
+    let (http_stop_tx, http_stop) = watch::channel(false);
+    let http = tokio::spawn(http::serve(
+        listener,
+        metrics_handle,
+        ready.clone(),
+        wait_for(http_stop),
+    ));
+    tracing::info!(listen = %listen, sites = config.sites.len(), version = crate::properties::VERSION,
+        "relay-worker starting");
+
+    let contexts = contexts(&config)?;
+    let topology = Topology::for_config(&config);
+    let max_backoff = Duration::from_secs(config.worker.reconnect_max_backoff_s);
+    let mut backoff = Duration::from_millis(500);
+    let result = loop {
+        if *stop.borrow() {
+            break Ok(());
+        }
+        match connect_and_run(&config, &topology, &contexts, &ready, stop.clone()).await {
+            Ok(Ended::Stopped) => break Ok(()),
+            Ok(Ended::Lost(error)) => {
+                ready.set(false);
+                metrics::reconnecting(&error, backoff.as_secs_f64());
+                let mut stop_wait = stop.clone();
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    _ = stop_wait.wait_for(|s| *s) => break Ok(()),
+                }
+                backoff = (backoff * 2).min(max_backoff);
+            }
+            Err(fatal) => break Err(fatal),
+        }
+        if ready.get() {
+            backoff = Duration::from_millis(500);
+        }
+    };
+    ready.set(false);
+    metrics::broker_connected(false);
+    let _ = http_stop_tx.send(true);
+    let _ = http.await;
+    tracing::info!("relay-worker stopped");
+    result
+}
+
+fn contexts(config: &Config) -> Result<Vec<(SiteConfig, SiteContext)>, RunError> {
+    let validator = Arc::new(Validator::new()?.with_max_bytes(config.worker.max_event_bytes));
+    let steps = Arc::new(retry_steps(config));
+    let in_flight = Arc::new(Semaphore::new(config.worker.max_in_flight));
+    Ok(config
+        .sites
+        .iter()
+        .map(|site| {
+            let ctx = SiteContext {
+                site: site.id.clone(),
+                validator: validator.clone(),
+                retry_steps: steps.clone(),
+                in_flight: in_flight.clone(),
+                shutdown_grace: Duration::from_secs(config.worker.shutdown_grace_s),
+            };
+            (site.clone(), ctx)
+        })
+        .collect())
+}
+
+/// One connection: declare, consume every site, until stopped or lost.
+async fn connect_and_run(
+    config: &Config,
+    topology: &Topology,
+    sites: &[(SiteConfig, SiteContext)],
+    ready: &Readiness,
+    stop: watch::Receiver<bool>,
+) -> Result<Ended, RunError> {
+    let lost = |what: &str, e: lapin::Error| Ended::Lost(redact(&format!("{what}: {e}")));
+    let connection = match Connection::connect(
+        config.amqp.url.expose(),
+        ConnectionProperties::default(),
+    )
+    .await
+    {
+        Ok(c) => c,
+        Err(e) => return Ok(lost("connecting", e)),
+    };
+    match topology.declare(&connection).await {
+        Ok(()) => {}
+        Err(TopologyError::Broker { source, .. }) => {
+            return Ok(lost("declaring the topology", source));
+        }
+        Err(conflict) => return Err(conflict.into()),
+    }
+    let mut tasks = JoinSet::new();
+    for (site, ctx) in sites {
+        match start_site(&connection, config, site, ctx.clone()).await {
+            Ok(pipeline) => {
+                tasks.spawn(pipeline.run(stop.clone()));
+            }
+            Err(e) => return Ok(lost(&format!("starting site {}", site.id), e)),
+        }
+    }
+    ready.set(true);
+    metrics::broker_connected(true);
+    tracing::info!(sites = sites.len(), "connected; consuming");
+
+    let mut ended = Ended::Stopped;
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                ended = lost("site pipeline", e);
+                // The others share the dead connection; end them now.
+                tasks.abort_all();
+            }
+            Err(join) if join.is_cancelled() => {}
+            Err(join) => {
+                ended = Ended::Lost(format!("site pipeline panicked: {join}"));
+                tasks.abort_all();
+            }
+        }
+    }
+    ready.set(false);
+    // Channels are closed by each pipeline; the connection last (closing it right
+    // after the last ack can lose acks otherwise).
+    let _ = connection.close(200, "relay-worker stopping".into()).await;
+    Ok(ended)
+}
+
+async fn start_site(
+    connection: &Connection,
+    config: &Config,
+    site: &SiteConfig,
+    ctx: SiteContext,
+) -> lapin::Result<SitePipeline> {
+    let consume = connection.create_channel().await?;
+    // Per-consumer prefetch: bounds unacked deliveries (and so memory) per site.
+    consume
+        .basic_qos(config.amqp.prefetch, BasicQosOptions::default())
+        .await?;
+    let queue = ingest_queue(&site.id);
+    let consumer = consume
+        .basic_consume(
+            queue.as_str().into(),
+            format!("relay-worker.{}.{}", site.id, std::process::id()).into(),
+            // Manual acks: a message is acked only after its publish is confirmed.
+            BasicConsumeOptions {
+                no_ack: false,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    let publish = connection.create_channel().await?;
+    // Publisher confirms: the broker tells us when it has taken responsibility.
+    publish
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    Ok(SitePipeline::new(ctx, consumer, consume, publish))
+}
+
+async fn wait_for(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}

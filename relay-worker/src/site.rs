@@ -1,0 +1,470 @@
+//! One site's pipeline: consume from `relay.ingest.<site>`, validate, publish to
+//! `moodle.events` with a confirm, and ack the input only once the broker has
+//! confirmed where the event went (downstream, a delay queue, or the DLQ).
+//!
+//! All publishing happens in this one task, in delivery order, so the events of
+//! a subject leave in the order they came and confirms can never be matched to
+//! the wrong message. Only the waits for confirms run concurrently.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicNackOptions, BasicPublishOptions};
+use lapin::{BasicProperties, Channel, Consumer, message::Delivery};
+use lapin::{Confirmation, PublisherConfirm};
+use relay_contract::routing::{DLQ_QUEUE, EVENTS_EXCHANGE, RETRY_EXCHANGE};
+use relay_contract::{Envelope, RoutingKey, SiteId, Validator};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::time::Instant;
+
+use crate::failure::{Action, Failure, decide};
+use crate::metrics;
+use crate::properties::{self, Origin};
+use crate::topology::RetryStep;
+
+/// Where a message was published, awaiting the broker's confirm.
+#[derive(Debug)]
+enum Stage {
+    Downstream {
+        envelope: Box<Envelope>,
+        routing_key: String,
+    },
+    Retry {
+        failure: Failure,
+        attempt: u32,
+        queue: String,
+    },
+    DeadLetter {
+        failure: Failure,
+    },
+}
+
+/// A delivery on its way, with the permit that counts it against `max_in_flight`.
+struct InFlight {
+    delivery: Delivery,
+    stage: Stage,
+    _permit: OwnedSemaphorePermit,
+}
+
+type Pending =
+    FuturesUnordered<Pin<Box<dyn Future<Output = (InFlight, lapin::Result<Confirmation>)> + Send>>>;
+
+/// What the site needs, shared by every connection attempt.
+#[derive(Debug, Clone)]
+pub struct SiteContext {
+    pub site: SiteId,
+    pub validator: Arc<Validator>,
+    pub retry_steps: Arc<Vec<RetryStep>>,
+    /// Global bound on events in flight across all sites.
+    pub in_flight: Arc<Semaphore>,
+    pub shutdown_grace: Duration,
+}
+
+/// One connection's worth of a site's pipeline.
+#[derive(Debug)]
+pub struct SitePipeline {
+    ctx: SiteContext,
+    consumer: Consumer,
+    consume_channel: Channel,
+    publish_channel: Channel,
+}
+
+impl SitePipeline {
+    /// `publish_channel` must be in confirm mode and used by nothing else.
+    pub fn new(
+        ctx: SiteContext,
+        consumer: Consumer,
+        consume_channel: Channel,
+        publish_channel: Channel,
+    ) -> Self {
+        SitePipeline {
+            ctx,
+            consumer,
+            consume_channel,
+            publish_channel,
+        }
+    }
+
+    /// Runs until `stop` turns true (then drains within the grace period) or the
+    /// broker connection fails (then returns the error; unacked deliveries go
+    /// back to the queue and are redelivered after reconnecting).
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) -> lapin::Result<()> {
+        let mut pending: Pending = FuturesUnordered::new();
+        let mut permit: Option<OwnedSemaphorePermit> = None;
+        let mut consuming = true;
+        let mut deadline: Option<Instant> = None;
+        let site = self.ctx.site.to_string();
+        loop {
+            if !consuming && pending.is_empty() {
+                break;
+            }
+            let grace_over = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                Some((item, confirmation)) = pending.next() => {
+                    self.settle(item, confirmation, &mut pending).await?;
+                    metrics::in_flight(&site, pending.len());
+                }
+                changed = stop.changed(), if consuming => {
+                    if changed.is_err() || *stop.borrow() {
+                        consuming = false;
+                        deadline = Some(Instant::now() + self.ctx.shutdown_grace);
+                        self.stop_consuming().await;
+                        permit = None;
+                    }
+                }
+                () = grace_over => {
+                    tracing::warn!(site, unfinished = pending.len(),
+                        "shutdown grace period over; unfinished events return to the queue");
+                    break;
+                }
+                acquired = self.ctx.in_flight.clone().acquire_owned(), if consuming && permit.is_none() => {
+                    // Closed only if the worker is going away.
+                    permit = acquired.ok();
+                }
+                next = self.consumer.next(), if consuming && permit.is_some() => match next {
+                    Some(Ok(delivery)) => {
+                        let Some(p) = permit.take() else { continue };
+                        metrics::consumed(&site);
+                        self.start(delivery, p, &mut pending).await?;
+                        metrics::in_flight(&site, pending.len());
+                    }
+                    Some(Err(e)) => return Err(e),
+                    None => {
+                        tracing::warn!(site, "the broker ended the consumer");
+                        return Err(lapin::Error::from(lapin::ErrorKind::InvalidChannelState(
+                            lapin::ChannelState::Closed,
+                            "consumer ended",
+                        )));
+                    }
+                },
+            }
+        }
+        self.close().await;
+        Ok(())
+    }
+
+    /// Validates a new delivery and publishes it downstream, or parks it.
+    async fn start(
+        &self,
+        delivery: Delivery,
+        permit: OwnedSemaphorePermit,
+        pending: &mut Pending,
+    ) -> lapin::Result<()> {
+        match self.check(&delivery) {
+            Ok(envelope) => {
+                let routing_key =
+                    RoutingKey::new(envelope.moodlesite.clone(), envelope.event_type).to_string();
+                let props = properties::downstream(&envelope, &delivery.properties, now_s());
+                let confirm = self
+                    .publish(EVENTS_EXCHANGE, &routing_key, &delivery.data, props)
+                    .await?;
+                let stage = Stage::Downstream {
+                    envelope: Box::new(envelope),
+                    routing_key,
+                };
+                push(
+                    pending,
+                    InFlight {
+                        delivery,
+                        stage,
+                        _permit: permit,
+                    },
+                    confirm,
+                );
+                Ok(())
+            }
+            Err(failure) => self.park(delivery, failure, permit, pending).await,
+        }
+    }
+
+    /// Decodes and validates; a valid event must also belong to this site and
+    /// carry the routing key its content implies.
+    fn check(&self, delivery: &Delivery) -> Result<Envelope, Failure> {
+        let envelope = self
+            .ctx
+            .validator
+            .validate_bytes(&delivery.data)
+            .map_err(|invalid| Failure::invalid(&invalid))?;
+        if envelope.moodlesite != self.ctx.site {
+            return Err(Failure::misrouted(format!(
+                "event of site {:?} arrived on the queue of site {:?}",
+                envelope.moodlesite.as_str(),
+                self.ctx.site.as_str()
+            )));
+        }
+        check_properties(&delivery.properties, &envelope)?;
+        let expected =
+            RoutingKey::new(envelope.moodlesite.clone(), envelope.event_type).to_string();
+        if delivery.routing_key.as_str() != expected {
+            return Err(Failure::misrouted(format!(
+                "routing key {:?} does not match the event, which needs {expected:?}",
+                delivery.routing_key.as_str()
+            )));
+        }
+        Ok(envelope)
+    }
+
+    /// Sends a failed delivery where [`decide`] says: a delay queue or the DLQ.
+    /// The input is acked when that publish is confirmed.
+    async fn park(
+        &self,
+        delivery: Delivery,
+        failure: Failure,
+        permit: OwnedSemaphorePermit,
+        pending: &mut Pending,
+    ) -> lapin::Result<()> {
+        let attempts = properties::attempts(&delivery.properties);
+        let origin = Origin {
+            site: self.ctx.site.as_str(),
+            exchange: delivery.exchange.as_str(),
+            routing_key: delivery.routing_key.as_str(),
+        };
+        let now = jiff::Timestamp::now().to_string();
+        match decide(failure.class, attempts, self.ctx.retry_steps.len()) {
+            Action::Retry { step } => {
+                let queue = pick(&self.ctx.retry_steps[step].queues).to_owned();
+                let props = properties::failed(
+                    &delivery.properties,
+                    &failure,
+                    &origin,
+                    attempts + 1,
+                    Some(&queue),
+                    &now,
+                );
+                let key = delivery.routing_key.to_string();
+                let confirm = self
+                    .publish(RETRY_EXCHANGE, &key, &delivery.data, props)
+                    .await?;
+                let stage = Stage::Retry {
+                    failure,
+                    attempt: attempts + 1,
+                    queue,
+                };
+                push(
+                    pending,
+                    InFlight {
+                        delivery,
+                        stage,
+                        _permit: permit,
+                    },
+                    confirm,
+                );
+            }
+            Action::DeadLetter => {
+                let props = properties::failed(
+                    &delivery.properties,
+                    &failure,
+                    &origin,
+                    attempts,
+                    None,
+                    &now,
+                );
+                let confirm = self.publish("", DLQ_QUEUE, &delivery.data, props).await?;
+                push(
+                    pending,
+                    InFlight {
+                        delivery,
+                        stage: Stage::DeadLetter { failure },
+                        _permit: permit,
+                    },
+                    confirm,
+                );
+            }
+            // Produced by Moodle calls (the enrichment step); until a site can be
+            // paused, such a message is returned to its queue untouched.
+            Action::PauseSite | Action::RecordConflict => {
+                tracing::error!(site = %self.ctx.site, failure = %failure, "no handler for this failure yet; message requeued");
+                delivery
+                    .acker
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        ..Default::default()
+                    })
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Acts on the broker's answer for one published message.
+    async fn settle(
+        &self,
+        item: InFlight,
+        confirmation: lapin::Result<Confirmation>,
+        pending: &mut Pending,
+    ) -> lapin::Result<()> {
+        let site = self.ctx.site.as_str();
+        let InFlight {
+            delivery,
+            stage,
+            _permit: permit,
+        } = item;
+        let confirmation = confirmation?;
+        let returned = matches!(
+            &confirmation,
+            Confirmation::Ack(Some(_)) | Confirmation::Nack(Some(_))
+        );
+        let accepted = matches!(
+            &confirmation,
+            Confirmation::Ack(None) | Confirmation::NotRequested
+        );
+        match stage {
+            Stage::Downstream {
+                envelope,
+                routing_key,
+            } => {
+                if accepted {
+                    delivery.acker.ack(BasicAckOptions::default()).await?;
+                    let lag = envelope
+                        .time
+                        .timestamp()
+                        .ok()
+                        .map(|t| jiff::Timestamp::now().duration_since(t).as_secs_f64());
+                    metrics::published(site, envelope.event_type.as_str(), lag);
+                    return Ok(());
+                }
+                let failure = if returned {
+                    metrics::unroutable(site, &routing_key);
+                    Failure::unroutable(&routing_key)
+                } else {
+                    Failure::nacked(EVENTS_EXCHANGE)
+                };
+                self.park(delivery, failure, permit, pending).await
+            }
+            Stage::Retry {
+                failure,
+                attempt,
+                queue,
+            } if accepted => {
+                metrics::retried(site, &failure, attempt, &queue);
+                delivery
+                    .acker
+                    .ack(BasicAckOptions::default())
+                    .await
+                    .map(drop)
+            }
+            Stage::DeadLetter { failure } if accepted => {
+                let id = delivery
+                    .properties
+                    .message_id()
+                    .as_ref()
+                    .map(|s| s.to_string());
+                metrics::dead_lettered(site, &failure, id.as_deref());
+                delivery
+                    .acker
+                    .ack(BasicAckOptions::default())
+                    .await
+                    .map(drop)
+            }
+            Stage::Retry { .. } | Stage::DeadLetter { .. } => {
+                // The broker would not take it; it stays ours. Back to the queue:
+                // the delivery limit stops this from looping forever.
+                metrics::park_refused(site, if returned { "unroutable" } else { "nacked" });
+                delivery
+                    .acker
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        ..Default::default()
+                    })
+                    .await
+                    .map(drop)
+            }
+        }
+    }
+
+    async fn publish(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        props: BasicProperties,
+    ) -> lapin::Result<PublisherConfirm> {
+        // Mandatory: an unroutable message comes back instead of vanishing.
+        let options = BasicPublishOptions {
+            mandatory: true,
+            ..Default::default()
+        };
+        self.publish_channel
+            .basic_publish(exchange.into(), routing_key.into(), options, body, props)
+            .await
+    }
+
+    /// Stops new deliveries; those already received are still finished.
+    async fn stop_consuming(&self) {
+        let tag = self.consumer.tag();
+        if let Err(e) = self
+            .consume_channel
+            .basic_cancel(tag, BasicCancelOptions::default())
+            .await
+        {
+            tracing::warn!(site = %self.ctx.site, error = %e, "cancelling the consumer failed");
+        }
+    }
+
+    /// Closes the consume channel (returning unacked deliveries), then the
+    /// publish channel. The connection is closed by the caller, after.
+    async fn close(&self) {
+        for channel in [&self.consume_channel, &self.publish_channel] {
+            let _ = channel.close(200, "relay-worker stopping".into()).await;
+        }
+    }
+}
+
+/// The publisher must say what it sent: the event id as `message_id` (brokers and
+/// consumers deduplicate on it) and the CloudEvents content type.
+fn check_properties(props: &BasicProperties, envelope: &Envelope) -> Result<(), Failure> {
+    let id = envelope.id.to_string();
+    match props.message_id().as_ref().map(|m| m.as_str()) {
+        None => {
+            return Err(Failure::bad_properties(
+                "message_id is missing; it must be the event id",
+            ));
+        }
+        Some(m) if m != id => {
+            return Err(Failure::bad_properties(format!(
+                "message_id {m:?} is not the event id {id:?}"
+            )));
+        }
+        Some(_) => {}
+    }
+    match props.content_type().as_ref().map(|c| c.as_str()) {
+        Some(relay_contract::CLOUDEVENTS_CONTENT_TYPE) => Ok(()),
+        Some(other) => Err(Failure::bad_properties(format!(
+            "content_type {other:?} is not {:?}",
+            relay_contract::CLOUDEVENTS_CONTENT_TYPE
+        ))),
+        None => Err(Failure::bad_properties(format!(
+            "content_type is missing; it must be {:?}",
+            relay_contract::CLOUDEVENTS_CONTENT_TYPE
+        ))),
+    }
+}
+
+fn push(pending: &mut Pending, item: InFlight, confirm: PublisherConfirm) {
+    pending.push(Box::pin(async move {
+        let confirmation = confirm.await;
+        (item, confirmation)
+    }));
+}
+
+/// One of a retry step's delay queues, at random, to spread retries.
+fn pick(queues: &[String]) -> &str {
+    let n = uuid::Uuid::new_v4().as_u128() as usize;
+    queues
+        .get(n % queues.len().max(1))
+        .map_or("", String::as_str)
+}
+
+fn now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

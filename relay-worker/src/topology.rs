@@ -1,0 +1,455 @@
+//! The broker objects the relay needs, declared idempotently at start and
+//! exported as RabbitMQ definitions (`deploy/rabbitmq/definitions.json`).
+//!
+//! ```text
+//! moodle.ingest (topic) --<site>.#--> relay.ingest.<site> (quorum, single active consumer)
+//! relay.requeue (topic) --<site>.#--^        | delivery limit reached (poison)
+//!                                            +--> "" / relay.dlq
+//! relay.retry (headers, x-relay-retry-queue=<q>) --> relay.retry.<ms>ms (quorum, TTL)
+//!                                            +--> TTL expired --> relay.requeue
+//! moodle.events (topic) --> queues downstream systems declare and bind
+//! relay.dlq (quorum) <-- worker dead-letters; dlq-replayer reads
+//! ```
+//!
+//! Every queue argument is explicit: RabbitMQ 3.10 and 4.x have different
+//! defaults (4.x adds a delivery limit of 20 to quorum queues), and a relay
+//! must behave the same on both.
+
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{Channel, Connection, ExchangeKind};
+use relay_contract::SiteId;
+use relay_contract::routing::{
+    DLQ_QUEUE, EVENTS_EXCHANGE, INGEST_EXCHANGE, REQUEUE_EXCHANGE, RETRY_EXCHANGE,
+    RETRY_QUEUE_HEADER, ingest_queue, retry_queue,
+};
+use serde_json::{Value, json};
+
+use crate::config::Config;
+
+/// Number of delay queues per retry step: the step's delay, stretched by
+/// 0, ½ and all of `retry.jitter`. Queues with a fixed TTL never block each
+/// other, unlike per-message expiry, which only expires at a queue's head.
+const JITTER_STEPS: u64 = 3;
+
+/// Why the topology could not be declared.
+#[derive(Debug, thiserror::Error)]
+pub enum TopologyError {
+    #[error(
+        "{kind} {name:?} already exists with different settings: {reason}. \
+         Delete it (after moving its messages) or align the relay's configuration"
+    )]
+    Conflict {
+        kind: &'static str,
+        name: String,
+        reason: String,
+    },
+    #[error("declaring {kind} {name:?}: {source}")]
+    Broker {
+        kind: &'static str,
+        name: String,
+        source: lapin::Error,
+    },
+}
+
+/// An exchange to declare.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exchange {
+    pub name: String,
+    pub kind: &'static str,
+}
+
+/// A queue to declare, with its arguments.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Queue {
+    pub name: String,
+    pub arguments: Vec<(&'static str, Arg)>,
+}
+
+/// A queue argument's value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Arg {
+    Str(String),
+    Int(i64),
+    Bool(bool),
+}
+
+/// A binding of a queue to an exchange.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Binding {
+    pub exchange: String,
+    pub queue: String,
+    pub routing_key: String,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+/// Everything the relay declares, derived from its configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Topology {
+    pub exchanges: Vec<Exchange>,
+    pub queues: Vec<Queue>,
+    pub bindings: Vec<Binding>,
+}
+
+/// A retry step's delay queues, shortest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryStep {
+    pub queues: Vec<String>,
+}
+
+fn s(value: &str) -> Arg {
+    Arg::Str(value.to_owned())
+}
+
+/// The delay queues of each retry step, in `retry.delays_s` order.
+pub fn retry_steps(config: &Config) -> Vec<RetryStep> {
+    let steps = if config.retry.jitter > 0.0 {
+        JITTER_STEPS
+    } else {
+        1
+    };
+    config
+        .retry
+        .delays_s
+        .iter()
+        .map(|&delay_s| {
+            let base = delay_s as f64 * 1000.0;
+            let mut queues: Vec<String> = (0..steps)
+                .map(|k| {
+                    let stretch = if steps > 1 {
+                        k as f64 / (steps - 1) as f64
+                    } else {
+                        0.0
+                    };
+                    retry_queue((base * (1.0 + config.retry.jitter * stretch)).round() as u64)
+                })
+                .collect();
+            queues.dedup();
+            RetryStep { queues }
+        })
+        .collect()
+}
+
+/// TTL in ms encoded in a delay queue's name by [`retry_queue`].
+fn ttl_of(queue: &str) -> i64 {
+    queue
+        .trim_start_matches("relay.retry.")
+        .trim_end_matches("ms")
+        .parse()
+        .unwrap_or(0)
+}
+
+impl Topology {
+    pub fn for_config(config: &Config) -> Topology {
+        let exchange = |name: &str, kind| Exchange {
+            name: name.to_owned(),
+            kind,
+        };
+        let exchanges = vec![
+            exchange(INGEST_EXCHANGE, "topic"),
+            exchange(EVENTS_EXCHANGE, "topic"),
+            exchange(RETRY_EXCHANGE, "headers"),
+            exchange(REQUEUE_EXCHANGE, "topic"),
+        ];
+        let mut queues = Vec::new();
+        let mut bindings = Vec::new();
+        for site in &config.sites {
+            queues.push(ingest_queue_spec(&site.id, config.amqp.delivery_limit));
+            for source in [INGEST_EXCHANGE, REQUEUE_EXCHANGE] {
+                bindings.push(Binding {
+                    exchange: source.to_owned(),
+                    queue: ingest_queue(&site.id),
+                    routing_key: format!("{}.#", site.id),
+                    headers: Vec::new(),
+                });
+            }
+        }
+        let mut delay_queues: Vec<String> = retry_steps(config)
+            .into_iter()
+            .flat_map(|step| step.queues)
+            .collect();
+        delay_queues.sort_by_key(|q| ttl_of(q));
+        delay_queues.dedup();
+        for name in delay_queues {
+            queues.push(Queue {
+                arguments: vec![
+                    ("x-queue-type", s("quorum")),
+                    ("x-message-ttl", Arg::Int(ttl_of(&name))),
+                    // When the wait is over, back to the site's ingest queue.
+                    ("x-dead-letter-exchange", s(REQUEUE_EXCHANGE)),
+                    // Quorum queues can dead-letter at least once (no loss if the
+                    // broker fails mid-way); that mode needs reject-publish.
+                    ("x-dead-letter-strategy", s("at-least-once")),
+                    ("x-overflow", s("reject-publish")),
+                ],
+                name: name.clone(),
+            });
+            bindings.push(Binding {
+                exchange: RETRY_EXCHANGE.to_owned(),
+                queue: name.clone(),
+                routing_key: String::new(),
+                headers: vec![("x-match", "all".to_owned()), (RETRY_QUEUE_HEADER, name)],
+            });
+        }
+        queues.push(Queue {
+            name: DLQ_QUEUE.to_owned(),
+            // Kept until an operator acts: no TTL, no length limit, no dead-lettering.
+            arguments: vec![("x-queue-type", s("quorum"))],
+        });
+        Topology {
+            exchanges,
+            queues,
+            bindings,
+        }
+    }
+
+    /// Declares everything; safe to repeat. A queue that exists with other
+    /// arguments is reported by name with the broker's explanation.
+    pub async fn declare(&self, connection: &Connection) -> Result<(), TopologyError> {
+        let channel = open(connection, "channel", "topology").await?;
+        for e in &self.exchanges {
+            let kind = match e.kind {
+                "headers" => ExchangeKind::Headers,
+                _ => ExchangeKind::Topic,
+            };
+            // Durable: the topology must survive a broker restart.
+            let options = ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            };
+            let result = channel
+                .exchange_declare(e.name.as_str().into(), kind, options, FieldTable::default())
+                .await;
+            check(result, "exchange", &e.name)?;
+        }
+        for q in &self.queues {
+            // Durable and never auto-deleted: queues hold events between restarts.
+            let options = QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            };
+            let result = channel
+                .queue_declare(q.name.as_str().into(), options, field_table(&q.arguments))
+                .await
+                .map(|_| ());
+            check(result, "queue", &q.name)?;
+        }
+        for b in &self.bindings {
+            let headers: Vec<(&str, Arg)> = b
+                .headers
+                .iter()
+                .map(|(k, v)| (*k, Arg::Str(v.clone())))
+                .collect();
+            channel
+                .queue_bind(
+                    b.queue.as_str().into(),
+                    b.exchange.as_str().into(),
+                    b.routing_key.as_str().into(),
+                    QueueBindOptions::default(),
+                    field_table(&headers),
+                )
+                .await
+                .map_err(|source| TopologyError::Broker {
+                    kind: "binding of",
+                    name: b.queue.clone(),
+                    source,
+                })?;
+        }
+        let _ = channel.close(200, "topology declared".into()).await;
+        Ok(())
+    }
+
+    /// RabbitMQ definitions (import with `rabbitmqctl import_definitions` or the
+    /// management UI) for vhost `/`.
+    pub fn definitions(&self) -> Value {
+        let arguments = |args: &[(&str, Arg)]| -> Value {
+            args.iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        Arg::Str(s) => json!(s),
+                        Arg::Int(i) => json!(i),
+                        Arg::Bool(b) => json!(b),
+                    };
+                    ((*k).to_owned(), v)
+                })
+                .collect::<serde_json::Map<_, _>>()
+                .into()
+        };
+        json!({
+            "vhosts": [{"name": "/"}],
+            "exchanges": self.exchanges.iter().map(|e| json!({
+                "name": e.name, "vhost": "/", "type": e.kind,
+                "durable": true, "auto_delete": false, "internal": false, "arguments": {}
+            })).collect::<Vec<_>>(),
+            "queues": self.queues.iter().map(|q| json!({
+                "name": q.name, "vhost": "/", "durable": true, "auto_delete": false,
+                "arguments": arguments(&q.arguments)
+            })).collect::<Vec<_>>(),
+            "bindings": self.bindings.iter().map(|b| json!({
+                "source": b.exchange, "vhost": "/", "destination": b.queue,
+                "destination_type": "queue", "routing_key": b.routing_key,
+                "arguments": b.headers.iter().map(|(k, v)| ((*k).to_owned(), json!(v)))
+                    .collect::<serde_json::Map<_, _>>()
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// The per-site ingest queue.
+fn ingest_queue_spec(site: &SiteId, delivery_limit: u32) -> Queue {
+    Queue {
+        name: ingest_queue(site),
+        arguments: vec![
+            // Replicated and durable; the only type with a delivery limit.
+            ("x-queue-type", s("quorum")),
+            // One worker at a time per site: keeps per-site order and makes the
+            // per-site Moodle throttle fleet-wide.
+            ("x-single-active-consumer", Arg::Bool(true)),
+            // A message that keeps coming back unsettled (it crashes workers) is
+            // poison: after this many deliveries the broker dead-letters it.
+            ("x-delivery-limit", Arg::Int(i64::from(delivery_limit))),
+            ("x-dead-letter-exchange", s("")),
+            ("x-dead-letter-routing-key", s(DLQ_QUEUE)),
+            ("x-dead-letter-strategy", s("at-least-once")),
+            ("x-overflow", s("reject-publish")),
+        ],
+    }
+}
+
+fn field_table(args: &[(&str, Arg)]) -> FieldTable {
+    let mut table = FieldTable::default();
+    for (key, value) in args {
+        let value = match value {
+            Arg::Str(s) => AMQPValue::LongString(LongString::from(s.as_str())),
+            Arg::Int(i) => AMQPValue::LongLongInt(*i),
+            Arg::Bool(b) => AMQPValue::Boolean(*b),
+        };
+        table.insert(ShortString::from(*key), value);
+    }
+    table
+}
+
+async fn open(
+    connection: &Connection,
+    kind: &'static str,
+    name: &str,
+) -> Result<Channel, TopologyError> {
+    connection
+        .create_channel()
+        .await
+        .map_err(|source| TopologyError::Broker {
+            kind,
+            name: name.to_owned(),
+            source,
+        })
+}
+
+/// Names the object a refused declaration was about. The broker closes the
+/// channel after a refusal, so declaring stops at the first one.
+fn check(result: lapin::Result<()>, kind: &'static str, name: &str) -> Result<(), TopologyError> {
+    result.map_err(|source| match precondition_failed(&source) {
+        Some(reason) => TopologyError::Conflict {
+            kind,
+            name: name.to_owned(),
+            reason,
+        },
+        None => TopologyError::Broker {
+            kind,
+            name: name.to_owned(),
+            source,
+        },
+    })
+}
+
+/// The broker's explanation when it refused a declaration as inequivalent
+/// (406 PRECONDITION_FAILED), e.g. "inequivalent arg 'x-queue-type' ...".
+fn precondition_failed(error: &lapin::Error) -> Option<String> {
+    use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+    match error.kind() {
+        lapin::ErrorKind::ProtocolError(e)
+            if *e.kind() == AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED) =>
+        {
+            Some(e.get_message().to_string())
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        crate::config::test_support::load(text).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn retry_steps_stretch_each_delay_by_the_jitter() {
+        let c = config("[retry]\ndelays_s = [1, 30]\njitter = 0.2\n[[sites]]\nid = \"a\"\n");
+        let steps = retry_steps(&c);
+        assert_eq!(
+            steps[0].queues,
+            [
+                "relay.retry.1000ms",
+                "relay.retry.1100ms",
+                "relay.retry.1200ms"
+            ]
+        );
+        assert_eq!(
+            steps[1].queues,
+            [
+                "relay.retry.30000ms",
+                "relay.retry.33000ms",
+                "relay.retry.36000ms"
+            ]
+        );
+        let none = config("[retry]\ndelays_s = [5]\njitter = 0.0\n[[sites]]\nid = \"a\"\n");
+        assert_eq!(retry_steps(&none)[0].queues, ["relay.retry.5000ms"]);
+    }
+
+    #[test]
+    fn every_site_gets_a_quorum_ingest_queue_with_explicit_limits() {
+        let c =
+            config("[amqp]\ndelivery_limit = 7\n[[sites]]\nid = \"a\"\n[[sites]]\nid = \"b\"\n");
+        let t = Topology::for_config(&c);
+        for site in ["a", "b"] {
+            let q = t
+                .queues
+                .iter()
+                .find(|q| q.name == format!("relay.ingest.{site}"));
+            let q = q.unwrap_or_else(|| panic!("no queue for {site}"));
+            assert!(q.arguments.contains(&("x-delivery-limit", Arg::Int(7))));
+            assert!(
+                q.arguments
+                    .contains(&("x-single-active-consumer", Arg::Bool(true)))
+            );
+            assert!(
+                q.arguments
+                    .contains(&("x-dead-letter-routing-key", Arg::Str("relay.dlq".into())))
+            );
+            let sources: Vec<&str> = t
+                .bindings
+                .iter()
+                .filter(|b| b.queue == q.name)
+                .map(|b| b.exchange.as_str())
+                .collect();
+            assert_eq!(sources, ["moodle.ingest", "relay.requeue"]);
+        }
+    }
+
+    #[test]
+    fn the_shipped_definitions_match_the_example_config() {
+        let example = config(include_str!("../../deploy/relay-worker.example.toml"));
+        let shipped: Value =
+            serde_json::from_str(include_str!("../../deploy/rabbitmq/definitions.json"))
+                .unwrap_or_else(|e| panic!("definitions.json: {e}"));
+        let generated = Topology::for_config(&example).definitions();
+        for part in ["exchanges", "queues", "bindings"] {
+            assert_eq!(
+                shipped[part], generated[part],
+                "deploy/rabbitmq/definitions.json {part} is stale: regenerate with \
+                 `relay-worker --config deploy/relay-worker.example.toml definitions`"
+            );
+        }
+    }
+}
