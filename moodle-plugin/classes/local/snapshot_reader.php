@@ -51,7 +51,9 @@ class snapshot_reader {
             case snapshot::KIND_COHORT_MEMBER:
                 return self::cohort_member($type, $event);
             case snapshot::KIND_COURSE_COMPLETION:
-                return self::required_row($event, 'course_completions', $event->objectid);
+                $row = self::required_row($event, 'course_completions', $event->objectid);
+                $row['courseid'] = $row['courseid'] ?? $row['course'];
+                return $row;
             default:
                 return self::required_row($event, 'course_modules_completion', $event->objectid);
         }
