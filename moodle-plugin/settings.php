@@ -31,54 +31,120 @@ if ($hassiteconfig) {
     if ($ADMIN->fulltree) {
         $component = 'local_eventrelay';
         if (!\local_eventrelay\local\amqp_library::load()) {
-            $settings->add(new admin_setting_heading("{$component}/nolibrary", '',
-                $OUTPUT->notification(get_string('nolibrary', $component, \local_eventrelay\local\amqp_library::INSTALL_HINT),
-                    \core\output\notification::NOTIFY_ERROR)));
+            $settings->add(new admin_setting_heading(
+                "{$component}/nolibrary",
+                '',
+                $OUTPUT->notification(
+                    get_string('nolibrary', $component, \local_eventrelay\local\amqp_library::INSTALL_HINT),
+                    \core\output\notification::NOTIFY_ERROR
+                )
+            ));
         }
 
-        $settings->add(new admin_setting_heading("{$component}/brokerheading",
-            new lang_string('brokerheading', $component), new lang_string('brokerheading_desc', $component)));
-        $settings->add(new admin_setting_configtext("{$component}/host",
-            new lang_string('host', $component), new lang_string('host_desc', $component), '', PARAM_HOST));
-        $settings->add(new admin_setting_configtext("{$component}/port",
-            new lang_string('port', $component), new lang_string('port_desc', $component), 5672, PARAM_INT));
-        $settings->add(new admin_setting_configtext("{$component}/vhost",
-            new lang_string('vhost', $component), new lang_string('vhost_desc', $component), '/', PARAM_RAW_TRIMMED));
-        $settings->add(new admin_setting_configtext("{$component}/user",
-            new lang_string('user', $component), new lang_string('user_desc', $component), '', PARAM_RAW_TRIMMED));
-        $settings->add(new admin_setting_configpasswordunmask("{$component}/password",
-            new lang_string('password', $component), new lang_string('password_desc', $component), ''));
-        $settings->add(new admin_setting_configcheckbox("{$component}/usetls",
-            new lang_string('usetls', $component), new lang_string('usetls_desc', $component), 0));
-        $settings->add(new admin_setting_configtext("{$component}/exchange",
-            new lang_string('exchange', $component), new lang_string('exchange_desc', $component),
-            \local_eventrelay\local\connection_settings::DEFAULT_EXCHANGE, PARAM_RAW_TRIMMED));
+        $settings->add(new admin_setting_heading(
+            "{$component}/brokerheading",
+            new lang_string('brokerheading', $component),
+            new lang_string('brokerheading_desc', $component)
+        ));
+        $settings->add(new admin_setting_configtext(
+            "{$component}/host",
+            new lang_string('host', $component),
+            new lang_string('host_desc', $component),
+            '',
+            PARAM_HOST
+        ));
+        $settings->add(new admin_setting_configtext(
+            "{$component}/port",
+            new lang_string('port', $component),
+            new lang_string('port_desc', $component),
+            5672,
+            PARAM_INT
+        ));
+        $settings->add(new admin_setting_configtext(
+            "{$component}/vhost",
+            new lang_string('vhost', $component),
+            new lang_string('vhost_desc', $component),
+            '/',
+            PARAM_RAW_TRIMMED
+        ));
+        $settings->add(new admin_setting_configtext(
+            "{$component}/user",
+            new lang_string('user', $component),
+            new lang_string('user_desc', $component),
+            '',
+            PARAM_RAW_TRIMMED
+        ));
+        $settings->add(new admin_setting_configpasswordunmask(
+            "{$component}/password",
+            new lang_string('password', $component),
+            new lang_string('password_desc', $component),
+            ''
+        ));
+        $settings->add(new admin_setting_configcheckbox(
+            "{$component}/usetls",
+            new lang_string('usetls', $component),
+            new lang_string('usetls_desc', $component),
+            0
+        ));
+        $settings->add(new admin_setting_configtext(
+            "{$component}/exchange",
+            new lang_string('exchange', $component),
+            new lang_string('exchange_desc', $component),
+            \local_eventrelay\local\connection_settings::DEFAULT_EXCHANGE,
+            PARAM_RAW_TRIMMED
+        ));
 
-        $settings->add(new admin_setting_heading("{$component}/eventsheading",
-            new lang_string('eventsheading', $component), ''));
-        $settings->add(new admin_setting_configtext("{$component}/siteid",
-            new lang_string('siteid', $component), new lang_string('siteid_desc', $component), '',
-            '/^([a-z0-9][a-z0-9-]{0,31})?$/'));
-        $settings->add(new admin_setting_configtext("{$component}/batchsize",
-            new lang_string('batchsize', $component), new lang_string('batchsize_desc', $component),
-            \local_eventrelay\local\drainer::DEFAULT_BATCH_SIZE, PARAM_INT));
-        $settings->add(new \local_eventrelay\admin\setting_event_types("{$component}/events",
+        $settings->add(new admin_setting_heading(
+            "{$component}/eventsheading",
+            new lang_string('eventsheading', $component),
+            ''
+        ));
+        $settings->add(new admin_setting_configtext(
+            "{$component}/siteid",
+            new lang_string('siteid', $component),
+            new lang_string('siteid_desc', $component),
+            '',
+            '/^([a-z0-9][a-z0-9-]{0,31})?$/'
+        ));
+        $settings->add(new admin_setting_configtext(
+            "{$component}/batchsize",
+            new lang_string('batchsize', $component),
+            new lang_string('batchsize_desc', $component),
+            \local_eventrelay\local\drainer::DEFAULT_BATCH_SIZE,
+            PARAM_INT
+        ));
+        $settings->add(new \local_eventrelay\admin\setting_event_types(
+            "{$component}/events",
             new lang_string('events', $component),
             new lang_string('events_desc', $component, implode(', ', \local_eventrelay\local\event_types::all_types())),
-            '', PARAM_RAW_TRIMMED));
+            '',
+            PARAM_RAW_TRIMMED
+        ));
         $fields = \local_eventrelay\local\snapshot::user_field_names();
-        $settings->add(new admin_setting_configmulticheckbox("{$component}/snapshotfields",
-            new lang_string('snapshotfields', $component), new lang_string('snapshotfields_desc', $component),
+        $settings->add(new admin_setting_configmulticheckbox(
+            "{$component}/snapshotfields",
+            new lang_string('snapshotfields', $component),
+            new lang_string('snapshotfields_desc', $component),
             array_fill_keys(\local_eventrelay\local\envelope_builder::DEFAULT_USER_FIELDS, 1),
-            array_combine($fields, $fields)));
+            array_combine($fields, $fields)
+        ));
 
-        $settings->add(new admin_setting_heading("{$component}/checksheading",
-            new lang_string('checksheading', $component), ''));
-        $settings->add(new admin_setting_configduration("{$component}/agewarning",
-            new lang_string('agewarning', $component), new lang_string('agewarning_desc', $component),
-            \local_eventrelay\local\config::DEFAULT_AGE_WARNING));
-        $settings->add(new admin_setting_configduration("{$component}/ageerror",
-            new lang_string('ageerror', $component), new lang_string('ageerror_desc', $component),
-            \local_eventrelay\local\config::DEFAULT_AGE_ERROR));
+        $settings->add(new admin_setting_heading(
+            "{$component}/checksheading",
+            new lang_string('checksheading', $component),
+            ''
+        ));
+        $settings->add(new admin_setting_configduration(
+            "{$component}/agewarning",
+            new lang_string('agewarning', $component),
+            new lang_string('agewarning_desc', $component),
+            \local_eventrelay\local\config::DEFAULT_AGE_WARNING
+        ));
+        $settings->add(new admin_setting_configduration(
+            "{$component}/ageerror",
+            new lang_string('ageerror', $component),
+            new lang_string('ageerror_desc', $component),
+            \local_eventrelay\local\config::DEFAULT_AGE_ERROR
+        ));
     }
 }

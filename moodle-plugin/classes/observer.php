@@ -36,7 +36,6 @@ use local_eventrelay\local\snapshot_reader;
  * @license    http://www.gnu.org/copyleft/gpl.html GNU GPL v3 or later
  */
 class observer {
-
     /** @var bool Whether this request has queued the drain task already. */
     private static $drainqueued = false;
 
@@ -70,10 +69,8 @@ class observer {
             ], false);
             self::queue_drain();
         } catch (\Throwable $e) {
-            // An event that cannot be recorded is lost: say so loudly, but let the request go on.
-            $message = 'local_eventrelay could not record ' . get_class($event) . ': ' . $e->getMessage();
-            debugging($message, DEBUG_NORMAL);
-            error_log($message);
+            // An event that cannot be recorded is lost: say so, but let the request go on.
+            debugging('local_eventrelay could not record ' . get_class($event) . ': ' . $e->getMessage(), DEBUG_NORMAL);
         }
     }
 

@@ -27,24 +27,65 @@
 
 defined('MOODLE_INTERNAL') || die();
 
-$observers = [];
-foreach ([
-    '\core\event\user_created',
-    '\core\event\user_updated',
-    '\core\event\user_deleted',
-    '\core\event\user_enrolment_created',
-    '\core\event\user_enrolment_updated',
-    '\core\event\user_enrolment_deleted',
-    '\core\event\role_assigned',
-    '\core\event\role_unassigned',
-    '\core\event\cohort_member_added',
-    '\core\event\cohort_member_removed',
-    '\core\event\course_completed',
-    '\core\event\course_module_completion_updated',
-] as $eventname) {
-    $observers[] = [
-        'eventname' => $eventname,
+$observers = [
+    [
+        'eventname' => '\core\event\user_created',
         'callback' => '\local_eventrelay\observer::relay',
         'internal' => true,
-    ];
-}
+    ],
+    [
+        'eventname' => '\core\event\user_updated',
+        'callback' => '\local_eventrelay\observer::relay',
+        'internal' => true,
+    ],
+    [
+        'eventname' => '\core\event\user_deleted',
+        'callback' => '\local_eventrelay\observer::relay',
+        'internal' => true,
+    ],
+    [
+        'eventname' => '\core\event\user_enrolment_created',
+        'callback' => '\local_eventrelay\observer::relay',
+        'internal' => true,
+    ],
+    [
+        'eventname' => '\core\event\user_enrolment_updated',
+        'callback' => '\local_eventrelay\observer::relay',
+        'internal' => true,
+    ],
+    [
+        'eventname' => '\core\event\user_enrolment_deleted',
+        'callback' => '\local_eventrelay\observer::relay',
+        'internal' => true,
+    ],
+    [
+        'eventname' => '\core\event\role_assigned',
+        'callback' => '\local_eventrelay\observer::relay',
+        'internal' => true,
+    ],
+    [
+        'eventname' => '\core\event\role_unassigned',
+        'callback' => '\local_eventrelay\observer::relay',
+        'internal' => true,
+    ],
+    [
+        'eventname' => '\core\event\cohort_member_added',
+        'callback' => '\local_eventrelay\observer::relay',
+        'internal' => true,
+    ],
+    [
+        'eventname' => '\core\event\cohort_member_removed',
+        'callback' => '\local_eventrelay\observer::relay',
+        'internal' => true,
+    ],
+    [
+        'eventname' => '\core\event\course_completed',
+        'callback' => '\local_eventrelay\observer::relay',
+        'internal' => true,
+    ],
+    [
+        'eventname' => '\core\event\course_module_completion_updated',
+        'callback' => '\local_eventrelay\observer::relay',
+        'internal' => true,
+    ],
+];

@@ -31,7 +31,6 @@ use local_eventrelay\tests\moodle_relay_helper as helper;
  * @covers     \local_eventrelay\local\backfill
  */
 final class backfill_test extends \advanced_testcase {
-
     /**
      * Makes a site with users, enrolments and one completion, recorded before the relay was configured.
      *
@@ -62,7 +61,7 @@ final class backfill_test extends \advanced_testcase {
      * @return void
      */
     public function test_backfill_all_sources_and_resume(): void {
-        global $DB;
+        global $CFG, $DB;
         [$course, $users] = $this->make_site();
         $backfill = new backfill(config::load());
         $counts = [];
@@ -76,7 +75,7 @@ final class backfill_test extends \advanced_testcase {
             }
             $this->assertSame(0, $backfill->next_batch($source, 2), 'Resumes after the last row: nothing left');
         }
-        $nonguest = $DB->count_records_select('user', 'deleted = 0 AND id <> ?', [$GLOBALS['CFG']->siteguest]);
+        $nonguest = $DB->count_records_select('user', 'deleted = 0 AND id <> ?', [$CFG->siteguest]);
         $this->assertSame(['users' => $nonguest, 'enrolments' => 5, 'completions' => 1], $counts);
 
         $bodies = [];

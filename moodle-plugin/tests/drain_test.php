@@ -35,7 +35,6 @@ use local_eventrelay\tests\moodle_relay_helper as helper;
  * @covers     \local_eventrelay\check\failed_attempts
  */
 final class drain_test extends \advanced_testcase {
-
     /** @var \PhpAmqpLib\Connection\AMQPStreamConnection|null The test's own broker connection. */
     private $connection = null;
 

@@ -38,7 +38,6 @@ require_once($CFG->dirroot . '/completion/completion_completion.php');
  * @covers     \local_eventrelay\local\snapshot_reader
  */
 final class observer_test extends \advanced_testcase {
-
     /** @var string[] JSON bodies (sequence set) of every row the test checked, to validate at the end. */
     private $bodies = [];
 
@@ -113,8 +112,11 @@ final class observer_test extends \advanced_testcase {
         $instance = $DB->get_record('enrol', ['courseid' => $course->id, 'enrol' => 'manual'], '*', MUST_EXIST);
         $studentrole = $DB->get_field('role', 'id', ['shortname' => 'student'], MUST_EXIST);
         $cohort = $generator->create_cohort(['idnumber' => 'C-1', 'name' => 'Cohort one']);
-        $assign = $generator->create_module('assign', ['course' => $course->id],
-            ['completion' => COMPLETION_TRACKING_MANUAL]);
+        $assign = $generator->create_module(
+            'assign',
+            ['course' => $course->id],
+            ['completion' => COMPLETION_TRACKING_MANUAL]
+        );
 
         $userid = 0;
         $created = $this->assert_one_row('moodle.user.created', function () use (&$userid, $CFG): void {
@@ -151,10 +153,12 @@ final class observer_test extends \advanced_testcase {
         });
         $manual->update_user_enrol($instance, $userid, ENROL_USER_ACTIVE);
 
-        $assigned = $this->assert_one_row('moodle.role.assigned',
+        $assigned = $this->assert_one_row(
+            'moodle.role.assigned',
             function () use ($studentrole, $userid, $coursecontext): void {
                 role_assign($studentrole, $userid, $coursecontext->id);
-            });
+            }
+        );
         $this->assertSame('student', $assigned['data']['snapshot']['roleshortname']);
 
         $this->assert_one_row('moodle.cohort.member_added', function () use ($cohort, $userid): void {

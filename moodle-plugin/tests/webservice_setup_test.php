@@ -30,7 +30,6 @@ use local_eventrelay\local\webservice_setup;
  * @covers     \local_eventrelay\local\webservice_setup
  */
 final class webservice_setup_test extends \advanced_testcase {
-
     /**
      * Running twice gives the same user, role, service and exactly the listed capabilities and functions.
      *
@@ -43,8 +42,10 @@ final class webservice_setup_test extends \advanced_testcase {
         [$user, $service] = (new webservice_setup())->ensure_all();
         $roleid = $DB->get_field('role', 'id', ['shortname' => 'eventrelay'], MUST_EXIST);
         assign_capability('moodle/user:delete', CAP_ALLOW, $roleid, \context_system::instance()->id);
-        $DB->insert_record('external_services_functions',
-            ['externalserviceid' => $service->id, 'functionname' => 'core_user_create_users']);
+        $DB->insert_record(
+            'external_services_functions',
+            ['externalserviceid' => $service->id, 'functionname' => 'core_user_create_users']
+        );
 
         $again = new webservice_setup();
         [$user2, $service2] = $again->ensure_all();
@@ -52,16 +53,28 @@ final class webservice_setup_test extends \advanced_testcase {
         $this->assertSame($user->id, $user2->id);
         $this->assertEquals($service->id, $service2->id);
         $this->assertSame('webservice', $user2->auth);
-        $this->assertEqualsCanonicalizing(webservice_setup::CAPABILITIES,
-            $DB->get_fieldset_select('role_capabilities', 'capability', 'roleid = ?', [$roleid]));
-        $this->assertEqualsCanonicalizing(webservice_setup::FUNCTIONS,
-            $DB->get_fieldset_select('external_services_functions', 'functionname', 'externalserviceid = ?',
-                [$service->id]));
+        $this->assertEqualsCanonicalizing(
+            webservice_setup::CAPABILITIES,
+            $DB->get_fieldset_select('role_capabilities', 'capability', 'roleid = ?', [$roleid])
+        );
+        $this->assertEqualsCanonicalizing(
+            webservice_setup::FUNCTIONS,
+            $DB->get_fieldset_select(
+                'external_services_functions',
+                'functionname',
+                'externalserviceid = ?',
+                [$service->id]
+            )
+        );
         $this->assertSame([(string) CONTEXT_SYSTEM], array_values(array_map('strval', get_role_contextlevels($roleid))));
         $this->assertTrue(user_has_role_assignment($user->id, $roleid, \context_system::instance()->id));
         $this->assertSame('1', (string) $service2->restrictedusers);
-        $this->assertEquals([$user->id], $DB->get_fieldset_select('external_services_users', 'userid',
-            'externalserviceid = ?', [$service->id]));
+        $this->assertEquals([$user->id], $DB->get_fieldset_select(
+            'external_services_users',
+            'userid',
+            'externalserviceid = ?',
+            [$service->id]
+        ));
         $this->assertContains('rest', explode(',', $CFG->webserviceprotocols));
         $this->assertContains('Removed moodle/user:delete from the role.', $again->log);
         $this->assertContains('Removed core_user_create_users from the service.', $again->log);

@@ -29,6 +29,8 @@ namespace local_eventrelay\tests;
 
 use PHPUnit\Framework\Assert;
 
+// Plain PHP, no Moodle: there is no MOODLE_INTERNAL to check.
+// phpcs:ignore moodle.Files.MoodleInternal.MoodleInternalGlobalState
 spl_autoload_register(function (string $classname): void {
     $prefix = 'local_eventrelay\\';
     if (strncmp($classname, $prefix, strlen($prefix)) !== 0) {
@@ -52,7 +54,6 @@ require_once(__DIR__ . '/support/test_broker.php');
  * @license    http://www.gnu.org/copyleft/gpl.html GNU GPL v3 or later
  */
 class relay_validator {
-
     /**
      * Returns the repository root (the folder holding schemas/ and moodle-plugin/).
      *

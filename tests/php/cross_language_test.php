@@ -20,7 +20,8 @@ use local_eventrelay\tests\memory_outbox_store;
 use local_eventrelay\tests\relay_validator;
 use local_eventrelay\tests\test_broker;
 
-require_once(__DIR__ . '/fixtures_test.php');
+// Plain PHP, no Moodle: there is no MOODLE_INTERNAL to check.
+require_once(__DIR__ . '/fixtures_test.php'); // phpcs:ignore moodle.Files.MoodleInternal.MoodleInternalGlobalState
 
 /**
  * Cross-language: what the PHP builder makes for every fixture, stored in an outbox and published by the
@@ -32,7 +33,6 @@ require_once(__DIR__ . '/fixtures_test.php');
  * @coversNothing
  */
 class cross_language_test extends \PHPUnit\Framework\TestCase {
-
     /**
      * Every fixture type goes PHP builder → outbox → PHP publisher → RabbitMQ → consumer → Rust validator.
      *

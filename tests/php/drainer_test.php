@@ -29,7 +29,6 @@ use local_eventrelay\tests\test_broker;
  * @covers     \local_eventrelay\local\drain_result
  */
 class drainer_test extends \PHPUnit\Framework\TestCase {
-
     /** @var test_broker|null The test's exchange and queues. */
     private $broker = null;
 
@@ -62,10 +61,14 @@ class drainer_test extends \PHPUnit\Framework\TestCase {
         $store = new memory_outbox_store();
         $store->add_user_updates(1000, 'site-b');
         $lines = [];
-        $drainer = new drainer($store, new publisher($this->broker->publisher_settings()), 200,
+        $drainer = new drainer(
+            $store,
+            new publisher($this->broker->publisher_settings()),
+            200,
             function (string $line) use (&$lines): void {
                 $lines[] = $line;
-            });
+            }
+        );
 
         $result = $drainer->drain();
 
@@ -102,8 +105,17 @@ class drainer_test extends \PHPUnit\Framework\TestCase {
         $store->add_user_updates(450, 'site-c');
         $secret = 'pw-' . bin2hex(random_bytes(4));
         $base = test_broker::settings();
-        $down = new connection_settings($base->host, test_broker::closed_port(), '/', 'guest', $secret, false,
-            $this->broker->exchange, 2.0, 2.0);
+        $down = new connection_settings(
+            $base->host,
+            test_broker::closed_port(),
+            '/',
+            'guest',
+            $secret,
+            false,
+            $this->broker->exchange,
+            2.0,
+            2.0
+        );
 
         $result = (new drainer($store, new publisher($down), 200))->drain();
 

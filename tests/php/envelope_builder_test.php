@@ -27,7 +27,6 @@ use local_eventrelay\tests\relay_validator;
  * @covers     \local_eventrelay\local\envelope_builder
  */
 class envelope_builder_test extends \PHPUnit\Framework\TestCase {
-
     /** @var string A bcrypt-like hash as Moodle stores in user.password. */
     const PASSWORD_HASH = '$2y$10$Q9wqv0J8bGk3q1m5Z7xY8uYk5r0d0mKq1Zc2Yw3Xv4Uu5Tt6Ss7Rr';
 
@@ -161,8 +160,10 @@ class envelope_builder_test extends \PHPUnit\Framework\TestCase {
         $withpassword['data']['snapshot']['password'] = self::PASSWORD_HASH;
         $wrongtype = $good;
         $wrongtype['type'] = 'moodle.user.updated';
-        $verdict = relay_validator::validate(array_map([envelope_builder::class, 'to_json'],
-            [$good, $withpassword, $wrongtype]));
+        $verdict = relay_validator::validate(array_map(
+            [envelope_builder::class, 'to_json'],
+            [$good, $withpassword, $wrongtype]
+        ));
         $this->assertTrue($verdict['results'][0]['ok']);
         $this->assertFalse($verdict['results'][1]['ok']);
         $this->assertSame('schema', $verdict['results'][1]['code']);
@@ -212,8 +213,10 @@ class envelope_builder_test extends \PHPUnit\Framework\TestCase {
         ], $built['data']['snapshot']);
 
         $built = self::builder(['lastname', 'suspended', 'city'])->build(self::user_event(), self::user_row());
-        $this->assertSame(['id' => 42, 'lastname' => 'Mênsah', 'city' => 'Accra', 'suspended' => false],
-            $built['data']['snapshot']);
+        $this->assertSame(
+            ['id' => 42, 'lastname' => 'Mênsah', 'city' => 'Accra', 'suspended' => false],
+            $built['data']['snapshot']
+        );
 
         // Nullable DB columns that are NULL are left out rather than sent as null (the schema wants strings).
         $built = self::builder(['middlename', 'alternatename'])->build(self::user_event(), self::user_row());
@@ -230,8 +233,10 @@ class envelope_builder_test extends \PHPUnit\Framework\TestCase {
         $events = self::one_event_per_type();
         [$eventdata, $row] = $events['moodle.completion.course_completed'];
         $built = self::builder()->build($eventdata, $row + ['password' => 'x']);
-        $this->assertSame(['id' => 5120, 'userid' => 42, 'courseid' => 7, 'timecompleted' => 1795515300],
-            $built['data']['snapshot']);
+        $this->assertSame(
+            ['id' => 5120, 'userid' => 42, 'courseid' => 7, 'timecompleted' => 1795515300],
+            $built['data']['snapshot']
+        );
     }
 
     /**
@@ -261,8 +266,10 @@ class envelope_builder_test extends \PHPUnit\Framework\TestCase {
         $built = self::builder()->build($eventdata, self::user_row());
         $this->assertSame('\\core\\event\\user_created', $built['moodleevent']);
         $this->assertSame('moodle.user.created', $built['type']);
-        $this->assertStringContainsString('"moodleevent":"\\\\core\\\\event\\\\user_created"',
-            envelope_builder::to_json($built));
+        $this->assertStringContainsString(
+            '"moodleevent":"\\\\core\\\\event\\\\user_created"',
+            envelope_builder::to_json($built)
+        );
     }
 
     /**
@@ -371,8 +378,10 @@ class envelope_builder_test extends \PHPUnit\Framework\TestCase {
         $this->assertSame('00000000000000000042', envelope_builder::format_sequence(42));
         $this->assertSame('09223372036854775807', envelope_builder::format_sequence(PHP_INT_MAX));
         $this->assertLessThan(0, strcmp(envelope_builder::format_sequence(9), envelope_builder::format_sequence(10)));
-        $this->assertLessThan(0, strcmp(envelope_builder::format_sequence(999999),
-            envelope_builder::format_sequence(1000000)));
+        $this->assertLessThan(0, strcmp(
+            envelope_builder::format_sequence(999999),
+            envelope_builder::format_sequence(1000000)
+        ));
         $this->expectException(\InvalidArgumentException::class);
         envelope_builder::format_sequence(-1);
     }
@@ -488,22 +497,28 @@ class envelope_builder_test extends \PHPUnit\Framework\TestCase {
 
         [$eventdata, $row] = $events['moodle.role.assigned'];
         $eventdata['other'] = ['id' => '877', 'component' => '', 'itemid' => '0', 'extra' => '5'];
-        $this->assertSame(['id' => 877, 'component' => '', 'itemid' => 0, 'extra' => '5'],
-            $builder->build($eventdata, $row)['data']['other']);
+        $this->assertSame(
+            ['id' => 877, 'component' => '', 'itemid' => 0, 'extra' => '5'],
+            $builder->build($eventdata, $row)['data']['other']
+        );
 
         [$eventdata, $row] = $events['moodle.completion.module_updated'];
         $eventdata['other'] = ['relateduserid' => '42', 'overrideby' => null, 'completionstate' => '0'];
-        $this->assertSame(['relateduserid' => 42, 'overrideby' => null, 'completionstate' => 0],
-            $builder->build($eventdata, $row)['data']['other']);
+        $this->assertSame(
+            ['relateduserid' => 42, 'overrideby' => null, 'completionstate' => 0],
+            $builder->build($eventdata, $row)['data']['other']
+        );
         $eventdata['other']['overrideby'] = '2';
         $this->assertSame(2, $builder->build($eventdata, $row)['data']['other']['overrideby']);
 
         [$eventdata, $row] = $events['moodle.enrolment.deleted'];
         $eventdata['other'] = ['userenrolment' => ['id' => '311', 'enrolid' => '19', 'status' => '1', 'timeend' => '5',
             'modifierid' => '2', 'enrol' => 'self', 'lastenrol' => true, 'courseid' => '7', 'userid' => '42'], 'enrol' => 'self'];
-        $this->assertSame(['userenrolment' => ['id' => 311, 'enrolid' => 19, 'status' => 1, 'timeend' => 5, 'modifierid' => 2,
+        $this->assertSame(
+            ['userenrolment' => ['id' => 311, 'enrolid' => 19, 'status' => 1, 'timeend' => 5, 'modifierid' => 2,
             'enrol' => 'self', 'lastenrol' => true, 'courseid' => 7, 'userid' => 42], 'enrol' => 'self'],
-            $builder->build($eventdata, $row)['data']['other']);
+            $builder->build($eventdata, $row)['data']['other']
+        );
 
         [$eventdata, $row] = $events['moodle.user.deleted'];
         $eventdata['other'] = ['username' => 's.mensah', 'email' => 'e', 'idnumber' => 1234, 'picture' => '7',
@@ -533,8 +548,9 @@ class envelope_builder_test extends \PHPUnit\Framework\TestCase {
         $this->assertSame(['contextlevel' => 30, 'contextinstanceid' => 42], array_slice($data, 10, null, true));
         $this->assertArrayNotHasKey('backfill', $data);
 
-        foreach (['courseid' => 'abc', 'contextid' => '1.5', 'timecreated' => '', 'objectid' => [], 'anonymous' => 'no',
-                'timecreated ' => null, 'crud' => 'x', 'contextid ' => null] as $field => $value) {
+        $cases = ['courseid' => 'abc', 'contextid' => '1.5', 'timecreated' => '', 'objectid' => [], 'anonymous' => 'no',
+            'timecreated ' => null, 'crud' => 'x', 'contextid ' => null];
+        foreach ($cases as $field => $value) {
             $field = trim($field);
             $bad = self::user_event();
             $bad[$field] = $value;

@@ -27,7 +27,6 @@ use local_eventrelay\tests\relay_validator;
  * @covers     \local_eventrelay\local\event_types
  */
 class event_types_test extends \PHPUnit\Framework\TestCase {
-
     /**
      * The table of DESIGN.md section 2, written out independently of the class under test.
      *

@@ -33,7 +33,6 @@ use local_eventrelay\tests\relay_validator;
  * @covers     \local_eventrelay\local\event_types
  */
 class fixtures_test extends \PHPUnit\Framework\TestCase {
-
     /**
      * @var array Fixture file in schemas/fixtures/valid => user fields the admin allows (null: the default).
      */
@@ -229,8 +228,11 @@ class fixtures_test extends \PHPUnit\Framework\TestCase {
         $expectedtime = gmdate('Y-m-d\TH:i:s\Z', $fixture['data']['timecreated']);
         $this->assertSame($expectedtime, $built['time'], 'time must be data.timecreated in RFC 3339 UTC');
         if (in_array($name, self::TIME_NOT_FROM_TIMECREATED, true)) {
-            $this->assertNotSame($fixture['time'], $built['time'],
-                "{$name}: its time now matches timecreated; remove it from TIME_NOT_FROM_TIMECREATED");
+            $this->assertNotSame(
+                $fixture['time'],
+                $built['time'],
+                "{$name}: its time now matches timecreated; remove it from TIME_NOT_FROM_TIMECREATED"
+            );
             $built['time'] = $fixture['time'];
         }
 
@@ -240,7 +242,8 @@ class fixtures_test extends \PHPUnit\Framework\TestCase {
         $json = envelope_builder::to_json($built);
         $this->assertSame($fixture, json_decode($json, true, 512, JSON_THROW_ON_ERROR));
         $fixtureobjects = json_decode(file_get_contents(
-            relay_validator::repository_root() . '/schemas/fixtures/valid/' . $name));
+            relay_validator::repository_root() . '/schemas/fixtures/valid/' . $name
+        ));
         $this->assertEquals($fixtureobjects, json_decode($json, false, 512, JSON_THROW_ON_ERROR));
         $this->assertStringNotContainsString('password', $json);
         $this->assertStringNotContainsString('not-allowed', $json);

@@ -27,7 +27,6 @@ use local_eventrelay\tests\relay_validator;
  * @covers     \local_eventrelay\local\snapshot
  */
 class snapshot_test extends \PHPUnit\Framework\TestCase {
-
     /**
      * @var string[] Snapshot kind => name of its definition in cloudevent.schema.json.
      */
@@ -107,8 +106,10 @@ class snapshot_test extends \PHPUnit\Framework\TestCase {
      * @return void
      */
     public function test_nulls_and_required_fields(): void {
-        $this->assertSame(['id' => 42, 'lastname' => 'Mensah'], snapshot::make(snapshot::KIND_USER,
-            ['id' => '42', 'middlename' => null, 'lastname' => 'Mensah']));
+        $this->assertSame(['id' => 42, 'lastname' => 'Mensah'], snapshot::make(
+            snapshot::KIND_USER,
+            ['id' => '42', 'middlename' => null, 'lastname' => 'Mensah']
+        ));
         $this->expectException(\InvalidArgumentException::class);
         $this->expectExceptionMessage("'enrol'");
         snapshot::make(snapshot::KIND_ENROLMENT, ['id' => '1', 'userid' => '2', 'courseid' => '3', 'enrol' => null]);

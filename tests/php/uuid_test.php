@@ -25,7 +25,6 @@ namespace local_eventrelay\local;
  * @covers     \local_eventrelay\local\uuid
  */
 class uuid_test extends \PHPUnit\Framework\TestCase {
-
     /**
      * New ids are lower-case RFC 4122 version 4 UUIDs, all different, with random bits that vary.
      *

@@ -27,7 +27,6 @@ use local_eventrelay\local\event_types;
  * @license    http://www.gnu.org/copyleft/gpl.html GNU GPL v3 or later
  */
 class setting_event_types extends \admin_setting_configtext {
-
     /**
      * Refuses unknown types, naming them.
      *

@@ -31,15 +31,16 @@ use local_eventrelay\local\publisher;
  * @license    http://www.gnu.org/copyleft/gpl.html GNU GPL v3 or later
  */
 class broker extends check {
-
     /**
      * Returns a link to the plugin's settings.
      *
      * @return \action_link|null The link.
      */
     public function get_action_link(): ?\action_link {
-        return new \action_link(new \moodle_url('/admin/settings.php', ['section' => 'local_eventrelay']),
-            get_string('settings'));
+        return new \action_link(
+            new \moodle_url('/admin/settings.php', ['section' => 'local_eventrelay']),
+            get_string('settings')
+        );
     }
 
     /**
@@ -49,8 +50,11 @@ class broker extends check {
      */
     public function get_result(): result {
         if (!amqp_library::load()) {
-            return new result(result::ERROR, get_string('checkbroker_nolibrary', 'local_eventrelay'),
-                amqp_library::INSTALL_HINT);
+            return new result(
+                result::ERROR,
+                get_string('checkbroker_nolibrary', 'local_eventrelay'),
+                amqp_library::INSTALL_HINT
+            );
         }
         $config = config::load();
         if (!$config->is_recording() || !$config->has_broker()) {
@@ -61,8 +65,11 @@ class broker extends check {
         try {
             $publisher->ping();
         } catch (publish_exception $e) {
-            return new result(result::ERROR, get_string('checkbroker_error', 'local_eventrelay', $settings->describe()),
-                s($e->getMessage()));
+            return new result(
+                result::ERROR,
+                get_string('checkbroker_error', 'local_eventrelay', $settings->describe()),
+                s($e->getMessage())
+            );
         } finally {
             $publisher->close();
         }

@@ -27,7 +27,6 @@ use core\check\result;
  * @license    http://www.gnu.org/copyleft/gpl.html GNU GPL v3 or later
  */
 class failed_attempts extends check {
-
     /**
      * Counts rows with failed attempts.
      *
@@ -39,14 +38,24 @@ class failed_attempts extends check {
         if ($count === 0) {
             return new result(result::OK, get_string('checkfailed_attempts_none', 'local_eventrelay'));
         }
-        $latest = $DB->get_records_select('local_eventrelay_outbox', 'attempts > 0', [], 'timelastattempt DESC, id DESC',
-            'id, attempts, lasterror, timelastattempt', 0, 1);
+        $latest = $DB->get_records_select(
+            'local_eventrelay_outbox',
+            'attempts > 0',
+            [],
+            'timelastattempt DESC, id DESC',
+            'id, attempts, lasterror, timelastattempt',
+            0,
+            1
+        );
         $latest = reset($latest);
         $a = (object) [
             'count' => $count,
             'time' => userdate((int) $latest->timelastattempt),
         ];
-        return new result(result::WARNING, get_string('checkfailed_attempts_summary', 'local_eventrelay', $a),
-            s((string) $latest->lasterror));
+        return new result(
+            result::WARNING,
+            get_string('checkfailed_attempts_summary', 'local_eventrelay', $a),
+            s((string) $latest->lasterror)
+        );
     }
 }

@@ -28,7 +28,6 @@ use local_eventrelay\local\config;
  * @license    http://www.gnu.org/copyleft/gpl.html GNU GPL v3 or later
  */
 class outbox_age extends check {
-
     /**
      * Compares the age of the oldest row with the thresholds.
      *

@@ -28,7 +28,6 @@ namespace local_eventrelay\local;
  * @license    http://www.gnu.org/copyleft/gpl.html GNU GPL v3 or later
  */
 class amqp_library {
-
     /** @var string A class every supported php-amqplib version has. */
     const PROBE_CLASS = '\\PhpAmqpLib\\Connection\\AMQPStreamConnection';
 

@@ -29,7 +29,6 @@ namespace local_eventrelay\local;
  * @license    http://www.gnu.org/copyleft/gpl.html GNU GPL v3 or later
  */
 class backfill {
-
     /** @var string[] Source => CloudEvent type of its events. */
     const SOURCES = [
         'users' => 'moodle.user.created',
@@ -186,8 +185,12 @@ class backfill {
             $where[] = "{$timefield} >= :since";
             $params['since'] = $this->since;
         }
-        return array_values($DB->get_records_sql($sql . ' WHERE ' . implode(' AND ', $where) . " ORDER BY {$order}",
-            $params, 0, $limit));
+        return array_values($DB->get_records_sql(
+            $sql . ' WHERE ' . implode(' AND ', $where) . " ORDER BY {$order}",
+            $params,
+            0,
+            $limit
+        ));
     }
 
     /**

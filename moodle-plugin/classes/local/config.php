@@ -26,7 +26,6 @@ namespace local_eventrelay\local;
  * @license    http://www.gnu.org/copyleft/gpl.html GNU GPL v3 or later
  */
 class config {
-
     /** @var string The plugin's component name. */
     const COMPONENT = 'local_eventrelay';
 

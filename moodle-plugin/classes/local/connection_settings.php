@@ -27,7 +27,6 @@ namespace local_eventrelay\local;
  * @license    http://www.gnu.org/copyleft/gpl.html GNU GPL v3 or later
  */
 class connection_settings {
-
     /** @var string The exchange the plugin publishes to unless configured otherwise. */
     const DEFAULT_EXCHANGE = 'moodle.ingest';
 
@@ -141,7 +140,7 @@ class connection_settings {
      *
      * @return array The properties, the password masked.
      */
-    public function __debugInfo(): array {
+    public function __debugInfo(): array { // phpcs:ignore moodle.NamingConventions.ValidFunctionName.MagicLikeMethod
         $info = get_object_vars($this);
         $info['password'] = $this->password === '' ? '' : '********';
         return $info;

@@ -27,7 +27,6 @@ namespace local_eventrelay\local;
  * @license    http://www.gnu.org/copyleft/gpl.html GNU GPL v3 or later
  */
 class db_outbox_store implements outbox_store {
-
     /** @var string The table. */
     const TABLE = 'local_eventrelay_outbox';
 
@@ -43,8 +42,15 @@ class db_outbox_store implements outbox_store {
      */
     public function fetch_after(int $afterid, int $limit): array {
         global $DB;
-        $records = $DB->get_records_select(self::TABLE, 'id > ?', [$afterid], 'id ASC',
-            'id, eventid, eventtype, routingkey, envelope, attempts', 0, $limit);
+        $records = $DB->get_records_select(
+            self::TABLE,
+            'id > ?',
+            [$afterid],
+            'id ASC',
+            'id, eventid, eventtype, routingkey, envelope, attempts',
+            0,
+            $limit
+        );
         return array_values(array_map([outbox_row::class, 'from_record'], $records));
     }
 

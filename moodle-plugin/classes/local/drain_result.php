@@ -24,7 +24,6 @@ namespace local_eventrelay\local;
  * @license    http://www.gnu.org/copyleft/gpl.html GNU GPL v3 or later
  */
 class drain_result {
-
     /** @var int Rows the broker confirmed (and that were deleted). */
     public $published = 0;
 

@@ -33,7 +33,6 @@ namespace local_eventrelay\local;
  * @license    http://www.gnu.org/copyleft/gpl.html GNU GPL v3 or later
  */
 class drainer {
-
     /** @var int Rows per batch unless configured otherwise. */
     const DEFAULT_BATCH_SIZE = 200;
 
@@ -57,8 +56,12 @@ class drainer {
      * @param int $batchsize Rows per batch (and per wait for confirms), 1 or more.
      * @param callable|null $progress Receives one line of text per batch, for CLI and task output.
      */
-    public function __construct(outbox_store $store, publisher $publisher, int $batchsize = self::DEFAULT_BATCH_SIZE,
-            ?callable $progress = null) {
+    public function __construct(
+        outbox_store $store,
+        publisher $publisher,
+        int $batchsize = self::DEFAULT_BATCH_SIZE,
+        ?callable $progress = null
+    ) {
         $this->store = $store;
         $this->publisher = $publisher;
         $this->batchsize = max(1, $batchsize);

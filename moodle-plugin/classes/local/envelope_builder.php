@@ -27,7 +27,6 @@ namespace local_eventrelay\local;
  * @license    http://www.gnu.org/copyleft/gpl.html GNU GPL v3 or later
  */
 class envelope_builder {
-
     /** @var string CloudEvents version. */
     const SPEC_VERSION = '1.0';
 

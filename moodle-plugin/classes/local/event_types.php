@@ -26,7 +26,6 @@ namespace local_eventrelay\local;
  * @license    http://www.gnu.org/copyleft/gpl.html GNU GPL v3 or later
  */
 class event_types {
-
     /** @var string Prefix shared by every CloudEvent type. */
     const TYPE_PREFIX = 'moodle.';
 

@@ -27,7 +27,6 @@ namespace local_eventrelay\local;
  * @license    http://www.gnu.org/copyleft/gpl.html GNU GPL v3 or later
  */
 class outbox_drain {
-
     /** @var string Name of the lock, in the plugin's lock type. */
     const LOCK_RESOURCE = 'drain';
 

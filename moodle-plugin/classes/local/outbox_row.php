@@ -27,7 +27,6 @@ namespace local_eventrelay\local;
  * @license    http://www.gnu.org/copyleft/gpl.html GNU GPL v3 or later
  */
 class outbox_row {
-
     /** @var int Row id, the event's sequence. */
     public $id;
 
@@ -56,8 +55,14 @@ class outbox_row {
      * @param string $envelope Envelope JSON.
      * @param int $attempts Failed attempts so far.
      */
-    public function __construct(int $id, string $eventid, string $eventtype, string $routingkey, string $envelope,
-            int $attempts = 0) {
+    public function __construct(
+        int $id,
+        string $eventid,
+        string $eventtype,
+        string $routingkey,
+        string $envelope,
+        int $attempts = 0
+    ) {
         $this->id = $id;
         $this->eventid = $eventid;
         $this->eventtype = $eventtype;
@@ -74,8 +79,14 @@ class outbox_row {
      */
     public static function from_record($record): self {
         $record = (object) $record;
-        return new self((int) $record->id, (string) $record->eventid, (string) $record->eventtype,
-            (string) $record->routingkey, (string) $record->envelope, (int) ($record->attempts ?? 0));
+        return new self(
+            (int) $record->id,
+            (string) $record->eventid,
+            (string) $record->eventtype,
+            (string) $record->routingkey,
+            (string) $record->envelope,
+            (int) ($record->attempts ?? 0)
+        );
     }
 
     /**

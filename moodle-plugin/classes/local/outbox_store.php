@@ -27,7 +27,6 @@ namespace local_eventrelay\local;
  * @license    http://www.gnu.org/copyleft/gpl.html GNU GPL v3 or later
  */
 interface outbox_store {
-
     /**
      * Returns the next rows after a given id, in id (= sequence) order.
      *

@@ -24,7 +24,6 @@ namespace local_eventrelay\local;
  * @license    http://www.gnu.org/copyleft/gpl.html GNU GPL v3 or later
  */
 class publish_result {
-
     /** @var int[] Ids of the rows the broker confirmed (acked and not returned), in publish order. */
     public $confirmed = [];
 

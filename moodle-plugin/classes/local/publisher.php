@@ -39,7 +39,6 @@ use PhpAmqpLib\Message\AMQPMessage;
  * @license    http://www.gnu.org/copyleft/gpl.html GNU GPL v3 or later
  */
 class publisher {
-
     /** @var string The `app_id` of every message the plugin publishes. */
     const APP_ID = 'local_eventrelay';
 

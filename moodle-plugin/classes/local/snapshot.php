@@ -28,7 +28,6 @@ namespace local_eventrelay\local;
  * @license    http://www.gnu.org/copyleft/gpl.html GNU GPL v3 or later
  */
 class snapshot {
-
     /** @var string The user record (userSnapshot). */
     const KIND_USER = 'user';
 

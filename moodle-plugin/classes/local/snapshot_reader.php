@@ -28,7 +28,6 @@ namespace local_eventrelay\local;
  * @license    http://www.gnu.org/copyleft/gpl.html GNU GPL v3 or later
  */
 class snapshot_reader {
-
     /** @var string[] Role id => short name, read once per request. */
     private static $roleshortnames = [];
 

@@ -27,7 +27,6 @@ namespace local_eventrelay\local;
  * @license    http://www.gnu.org/copyleft/gpl.html GNU GPL v3 or later
  */
 class webservice_setup {
-
     /** @var string[] The web-service functions the relay worker calls (DESIGN.md §4 enrichment and probe). */
     const FUNCTIONS = [
         'core_user_get_users_by_field',
@@ -73,8 +72,11 @@ class webservice_setup {
      * @param string $roleshortname Role short name.
      * @param string $serviceshortname External service short name.
      */
-    public function __construct(string $username = 'eventrelay', string $roleshortname = 'eventrelay',
-            string $serviceshortname = 'local_eventrelay') {
+    public function __construct(
+        string $username = 'eventrelay',
+        string $roleshortname = 'eventrelay',
+        string $serviceshortname = 'local_eventrelay'
+    ) {
         $this->username = $username;
         $this->roleshortname = $roleshortname;
         $this->serviceshortname = $serviceshortname;
@@ -159,13 +161,20 @@ class webservice_setup {
         $context = \context_system::instance();
         $roleid = $DB->get_field('role', 'id', ['shortname' => $this->roleshortname]);
         if (!$roleid) {
-            $roleid = create_role('Event relay web service', $this->roleshortname,
-                'Exactly the capabilities the relay worker needs for its Moodle web-service calls (local_eventrelay).');
+            $roleid = create_role(
+                'Event relay web service',
+                $this->roleshortname,
+                'Exactly the capabilities the relay worker needs for its Moodle web-service calls (local_eventrelay).'
+            );
             $this->log[] = "Created the role {$this->roleshortname}.";
         }
         set_role_contextlevels($roleid, [CONTEXT_SYSTEM]);
-        $current = $DB->get_records_menu('role_capabilities', ['roleid' => $roleid, 'contextid' => $context->id],
-            '', 'capability, permission');
+        $current = $DB->get_records_menu(
+            'role_capabilities',
+            ['roleid' => $roleid, 'contextid' => $context->id],
+            '',
+            'capability, permission'
+        );
         foreach ($current as $capability => $permission) {
             if (!in_array($capability, self::CAPABILITIES, true)) {
                 unassign_capability($capability, $roleid, $context->id);
@@ -213,8 +222,12 @@ class webservice_setup {
             $DB->update_record('external_services', $service);
             $this->log[] = 'Enabled the service for authorised users only.';
         }
-        $functions = $DB->get_records_menu('external_services_functions', ['externalserviceid' => $service->id],
-            '', 'id, functionname');
+        $functions = $DB->get_records_menu(
+            'external_services_functions',
+            ['externalserviceid' => $service->id],
+            '',
+            'id, functionname'
+        );
         foreach ($functions as $id => $functionname) {
             if (!in_array($functionname, self::FUNCTIONS, true)) {
                 $DB->delete_records('external_services_functions', ['id' => $id]);
@@ -222,8 +235,10 @@ class webservice_setup {
             }
         }
         foreach (array_diff(self::FUNCTIONS, $functions) as $functionname) {
-            $DB->insert_record('external_services_functions',
-                ['externalserviceid' => $service->id, 'functionname' => $functionname]);
+            $DB->insert_record(
+                'external_services_functions',
+                ['externalserviceid' => $service->id, 'functionname' => $functionname]
+            );
             $this->log[] = "Added {$functionname} to the service.";
         }
         $authorised = $DB->get_records('external_services_users', ['externalserviceid' => $service->id]);
@@ -268,8 +283,15 @@ class webservice_setup {
      */
     public function create_token(\stdClass $user, \stdClass $service, int $validdays, string $iprestriction): string {
         $validuntil = time() + max(1, $validdays) * DAYSECS;
-        $token = \core_external\util::generate_token(EXTERNAL_TOKEN_PERMANENT, $service, $user->id,
-            \context_system::instance(), $validuntil, $iprestriction, 'local_eventrelay ' . userdate(time(), '%Y-%m-%d'));
+        $token = \core_external\util::generate_token(
+            EXTERNAL_TOKEN_PERMANENT,
+            $service,
+            $user->id,
+            \context_system::instance(),
+            $validuntil,
+            $iprestriction,
+            'local_eventrelay ' . userdate(time(), '%Y-%m-%d')
+        );
         $this->log[] = 'Created a token valid until ' . userdate($validuntil) . ($iprestriction !== ''
             ? " for {$iprestriction}" : '') . '.';
         return $token;

@@ -17,9 +17,12 @@
 namespace local_eventrelay\privacy;
 
 use core_privacy\local\metadata\collection;
+use core_privacy\local\metadata\provider as metadata_provider;
 use core_privacy\local\request\approved_contextlist;
 use core_privacy\local\request\approved_userlist;
 use core_privacy\local\request\contextlist;
+use core_privacy\local\request\core_userlist_provider;
+use core_privacy\local\request\plugin\provider as plugin_provider;
 use core_privacy\local\request\userlist;
 use core_privacy\local\request\writer;
 
@@ -33,11 +36,7 @@ use core_privacy\local\request\writer;
  * @copyright  2026 Moodle Event Relay contributors
  * @license    http://www.gnu.org/copyleft/gpl.html GNU GPL v3 or later
  */
-class provider implements
-        \core_privacy\local\metadata\provider,
-        \core_privacy\local\request\core_userlist_provider,
-        \core_privacy\local\request\plugin\provider {
-
+class provider implements core_userlist_provider, metadata_provider, plugin_provider {
     /** @var string The outbox table. */
     const TABLE = 'local_eventrelay_outbox';
 

@@ -29,7 +29,6 @@ use local_eventrelay\local\outbox_drain;
  * @license    http://www.gnu.org/copyleft/gpl.html GNU GPL v3 or later
  */
 class drain_outbox extends \core\task\adhoc_task {
-
     /** @var int Seconds after which a drain starts no new batch, so a task run stays short. */
     const MAX_RUN_SECONDS = 240;
 

@@ -24,7 +24,6 @@ namespace local_eventrelay\task;
  * @license    http://www.gnu.org/copyleft/gpl.html GNU GPL v3 or later
  */
 class drain_outbox_fallback extends \core\task\scheduled_task {
-
     /**
      * Returns the task's name.
      *

@@ -30,7 +30,6 @@ use PhpAmqpLib\Connection\AMQPStreamConnection;
  * @license    http://www.gnu.org/copyleft/gpl.html GNU GPL v3 or later
  */
 class moodle_relay_helper {
-
     /** @var string Site id the tests record events for. */
     const SITE_ID = 'test-site';
 
@@ -76,8 +75,11 @@ class moodle_relay_helper {
      */
     public static function validate(array $bodies): array {
         $bin = self::validator();
-        $process = proc_open([$bin, 'validate', '--json', '-'], [0 => ['pipe', 'r'], 1 => ['pipe', 'w'], 2 => ['pipe', 'w']],
-            $pipes);
+        $process = proc_open(
+            [$bin, 'validate', '--json', '-'],
+            [0 => ['pipe', 'r'], 1 => ['pipe', 'w'], 2 => ['pipe', 'w']],
+            $pipes
+        );
         fwrite($pipes[0], implode("\n", $bodies) . "\n");
         fclose($pipes[0]);
         $out = stream_get_contents($pipes[1]);

@@ -32,7 +32,6 @@ use local_eventrelay\tests\moodle_relay_helper as helper;
  * @covers     \local_eventrelay\privacy\provider
  */
 final class provider_test extends provider_testcase {
-
     /** @var \stdClass First user, with two outbox rows. */
     private $user1;
 
@@ -75,8 +74,10 @@ final class provider_test extends provider_testcase {
      */
     public function test_contexts_and_users(): void {
         $system = \context_system::instance();
-        $this->assertSame([(int) $system->id],
-            array_map('intval', provider::get_contexts_for_userid($this->user1->id)->get_contextids()));
+        $this->assertSame(
+            [(int) $system->id],
+            array_map('intval', provider::get_contexts_for_userid($this->user1->id)->get_contextids())
+        );
         $nobody = $this->getDataGenerator()->create_user();
         global $DB;
         $DB->delete_records('local_eventrelay_outbox', ['userid' => $nobody->id]);

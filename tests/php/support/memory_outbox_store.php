@@ -27,7 +27,6 @@ use local_eventrelay\local\outbox_store;
  * @license    http://www.gnu.org/copyleft/gpl.html GNU GPL v3 or later
  */
 class memory_outbox_store implements outbox_store {
-
     /** @var outbox_row[] Row id => row, ascending. */
     public $rows = [];
 
@@ -52,7 +51,8 @@ class memory_outbox_store implements outbox_store {
      */
     public function add(array $envelope, string $routingkey): outbox_row {
         $json = \local_eventrelay\local\envelope_builder::to_json(
-            \local_eventrelay\local\envelope_builder::with_sequence($envelope, 0));
+            \local_eventrelay\local\envelope_builder::with_sequence($envelope, 0)
+        );
         $row = new outbox_row($this->nextid++, $envelope['id'], $envelope['type'], $routingkey, $json);
         $this->rows[$row->id] = $row;
         return $row;

@@ -30,7 +30,6 @@ use PhpAmqpLib\Message\AMQPMessage;
  * @license    http://www.gnu.org/copyleft/gpl.html GNU GPL v3 or later
  */
 class test_broker {
-
     /** @var AMQPStreamConnection The test's own connection (not the publisher's). */
     private $connection;
 
@@ -49,8 +48,13 @@ class test_broker {
     public function __construct() {
         \local_eventrelay\local\amqp_library::require();
         $settings = self::settings();
-        $this->connection = new AMQPStreamConnection($settings->host, $settings->port, $settings->user,
-            $settings->get_password(), $settings->vhost);
+        $this->connection = new AMQPStreamConnection(
+            $settings->host,
+            $settings->port,
+            $settings->user,
+            $settings->get_password(),
+            $settings->vhost
+        );
         $this->channel = $this->connection->channel();
         $this->exchange = self::random_name('exchange');
         // Durable like moodle.ingest; deleted in cleanup().
