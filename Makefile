@@ -7,12 +7,13 @@ CARGO ?= cargo
 RELAY_WORKER_BIN := $(CURDIR)/target/debug/relay-worker
 PHP_SOURCES = $(shell find moodle-plugin tests/php -name '*.php' 2>/dev/null)
 
-.PHONY: help demo test deps rust rabbitmq php lint test-rust test-php build
+.PHONY: help demo test bench deps rust rabbitmq php lint test-rust test-php build
 
 help:
 	@echo "make demo   run the relay's main job on a local RabbitMQ"
 	@echo "make test   run every test: Rust, PHP and schema checks (CI runs this)"
 	@echo "make lint   rustfmt, clippy and php -l only"
+	@echo "make bench  relay-worker against a raw forwarder (EVENTS=100000 ROUNDS=3 BACKLOG=1000000)"
 
 ## Set-up: each step reuses what is there and installs or starts what is not.
 deps: rust rabbitmq php
@@ -49,3 +50,12 @@ test-php: php build
 ## The product's main job.
 demo: deps build
 	@RELAY_WORKER_BIN=$(RELAY_WORKER_BIN) deploy/dev/demo.sh
+
+## Benchmark: figures, not pass/fail (see README.md, "Performance").
+EVENTS ?= 100000
+ROUNDS ?= 3
+BACKLOG ?= 1000000
+PREFETCH ?= 200
+bench: rust rabbitmq
+	$(CARGO) build --release --locked -p relay-worker -p relay-bench
+	target/release/relay-bench --events $(EVENTS) --rounds $(ROUNDS) --backlog $(BACKLOG) --prefetch $(PREFETCH)

@@ -5,12 +5,14 @@
 //! - [`topology`]: exchanges and queues, declared at start and exported.
 //! - [`run`]: connect, run every site, reconnect, shut down.
 //! - [`site`]: one site's consume → validate → publish → ack loop.
+//! - [`acks`]: acknowledging finished deliveries in runs.
 //! - [`failure`]: the one place failures are classified and acted upon.
 //! - [`properties`]: properties and headers of what the worker publishes.
 //! - [`metrics`]: named instrumentation events (count and log).
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz`.
 //! - [`validate_cli`]: `relay-worker validate`, the operator's envelope checker.
 
+pub mod acks;
 pub mod config;
 pub mod failure;
 pub mod http;

@@ -19,6 +19,7 @@ use relay_contract::{Envelope, RoutingKey, SiteId, Validator};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
 
+use crate::acks::Acks;
 use crate::failure::{Action, Failure, decide};
 use crate::metrics;
 use crate::properties::{self, Origin};
@@ -62,6 +63,12 @@ pub struct SiteContext {
     pub shutdown_grace: Duration,
 }
 
+/// Finished deliveries are acked in one frame once this many are waiting (or
+/// sooner, when the pipeline goes idle or the ack timer fires).
+const ACK_BATCH: usize = 64;
+/// Longest a finished delivery waits for its ack.
+const ACK_INTERVAL: Duration = Duration::from_millis(20);
+
 /// One connection's worth of a site's pipeline.
 #[derive(Debug)]
 pub struct SitePipeline {
@@ -69,6 +76,7 @@ pub struct SitePipeline {
     consumer: Consumer,
     consume_channel: Channel,
     publish_channel: Channel,
+    acks: Acks,
 }
 
 impl SitePipeline {
@@ -84,6 +92,7 @@ impl SitePipeline {
             consumer,
             consume_channel,
             publish_channel,
+            acks: Acks::default(),
         }
     }
 
@@ -96,6 +105,8 @@ impl SitePipeline {
         let mut consuming = true;
         let mut deadline: Option<Instant> = None;
         let site = self.ctx.site.to_string();
+        let mut ack_timer = tokio::time::interval(ACK_INTERVAL);
+        ack_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if !consuming && pending.is_empty() {
                 break;
@@ -110,8 +121,12 @@ impl SitePipeline {
                 biased;
                 Some((item, confirmation)) = pending.next() => {
                     self.settle(item, confirmation, &mut pending).await?;
+                    if pending.is_empty() || self.acks.waiting() >= ACK_BATCH {
+                        self.flush_acks().await?;
+                    }
                     metrics::in_flight(&site, pending.len());
                 }
+                _ = ack_timer.tick(), if self.acks.waiting() > 0 => self.flush_acks().await?,
                 changed = stop.changed(), if consuming => {
                     if changed.is_err() || *stop.borrow() {
                         consuming = false;
@@ -153,11 +168,12 @@ impl SitePipeline {
 
     /// Validates a new delivery and publishes it downstream, or parks it.
     async fn start(
-        &self,
+        &mut self,
         delivery: Delivery,
         permit: OwnedSemaphorePermit,
         pending: &mut Pending,
     ) -> lapin::Result<()> {
+        self.acks.received(delivery.delivery_tag);
         match self.check(&delivery) {
             Ok(envelope) => {
                 let routing_key =
@@ -215,7 +231,7 @@ impl SitePipeline {
     /// Sends a failed delivery where [`decide`] says: a delay queue or the DLQ.
     /// The input is acked when that publish is confirmed.
     async fn park(
-        &self,
+        &mut self,
         delivery: Delivery,
         failure: Failure,
         permit: OwnedSemaphorePermit,
@@ -282,13 +298,7 @@ impl SitePipeline {
             // paused, such a message is returned to its queue untouched.
             Action::PauseSite | Action::RecordConflict => {
                 tracing::error!(site = %self.ctx.site, failure = %failure, "no handler for this failure yet; message requeued");
-                delivery
-                    .acker
-                    .nack(BasicNackOptions {
-                        requeue: true,
-                        ..Default::default()
-                    })
-                    .await?;
+                self.requeue(&delivery).await?;
             }
         }
         Ok(())
@@ -296,7 +306,7 @@ impl SitePipeline {
 
     /// Acts on the broker's answer for one published message.
     async fn settle(
-        &self,
+        &mut self,
         item: InFlight,
         confirmation: lapin::Result<Confirmation>,
         pending: &mut Pending,
@@ -322,7 +332,7 @@ impl SitePipeline {
                 routing_key,
             } => {
                 if accepted {
-                    delivery.acker.ack(BasicAckOptions::default()).await?;
+                    self.acks.finished(delivery.delivery_tag);
                     let lag = envelope
                         .time
                         .timestamp()
@@ -345,11 +355,8 @@ impl SitePipeline {
                 queue,
             } if accepted => {
                 metrics::retried(site, &failure, attempt, &queue);
-                delivery
-                    .acker
-                    .ack(BasicAckOptions::default())
-                    .await
-                    .map(drop)
+                self.acks.finished(delivery.delivery_tag);
+                Ok(())
             }
             Stage::DeadLetter { failure } if accepted => {
                 let id = delivery
@@ -358,24 +365,14 @@ impl SitePipeline {
                     .as_ref()
                     .map(|s| s.to_string());
                 metrics::dead_lettered(site, &failure, id.as_deref());
-                delivery
-                    .acker
-                    .ack(BasicAckOptions::default())
-                    .await
-                    .map(drop)
+                self.acks.finished(delivery.delivery_tag);
+                Ok(())
             }
             Stage::Retry { .. } | Stage::DeadLetter { .. } => {
                 // The broker would not take it; it stays ours. Back to the queue:
                 // the delivery limit stops this from looping forever.
                 metrics::park_refused(site, if returned { "unroutable" } else { "nacked" });
-                delivery
-                    .acker
-                    .nack(BasicNackOptions {
-                        requeue: true,
-                        ..Default::default()
-                    })
-                    .await
-                    .map(drop)
+                self.requeue(&delivery).await
             }
         }
     }
@@ -397,6 +394,27 @@ impl SitePipeline {
             .await
     }
 
+    /// Acks every finished delivery that can be, in one frame.
+    async fn flush_acks(&mut self) -> lapin::Result<()> {
+        if let Some(tag) = self.acks.take() {
+            let options = BasicAckOptions { multiple: true };
+            self.consume_channel.basic_ack(tag, options).await?;
+        }
+        Ok(())
+    }
+
+    /// Returns one delivery to its queue (counted towards its delivery limit).
+    async fn requeue(&mut self, delivery: &Delivery) -> lapin::Result<()> {
+        self.acks.forget(delivery.delivery_tag);
+        let options = BasicNackOptions {
+            requeue: true,
+            multiple: false,
+        };
+        self.consume_channel
+            .basic_nack(delivery.delivery_tag, options)
+            .await
+    }
+
     /// Stops new deliveries; those already received are still finished.
     async fn stop_consuming(&self) {
         let tag = self.consumer.tag();
@@ -411,7 +429,12 @@ impl SitePipeline {
 
     /// Closes the consume channel (returning unacked deliveries), then the
     /// publish channel. The connection is closed by the caller, after.
-    async fn close(&self) {
+    async fn close(&mut self) {
+        // Acks first, then channels: acks not sent when a channel closes are lost.
+        if let Err(e) = self.flush_acks().await {
+            tracing::warn!(site = %self.ctx.site, error = %e,
+                "final acks failed; those events will be redelivered");
+        }
         for channel in [&self.consume_channel, &self.publish_channel] {
             let _ = channel.close(200, "relay-worker stopping".into()).await;
         }
