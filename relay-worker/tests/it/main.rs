@@ -4,6 +4,7 @@
 
 mod failures;
 mod pipeline;
+mod process;
 mod routing_on_broker;
 mod support;
 mod topology;

@@ -349,3 +349,143 @@ pub fn header(delivery: &Delivery, key: &str) -> Option<String> {
         other => Some(format!("{other:?}")),
     }
 }
+
+/// A `relay-worker` process, as operators run it; its stderr (JSON logs) goes
+/// to a file.
+pub struct WorkerProcess {
+    pub child: std::process::Child,
+    pub log: std::path::PathBuf,
+}
+
+impl WorkerProcess {
+    /// Starts the binary with a TOML config for `sites` on `url`.
+    pub fn spawn(dir: &Path, url: &str, sites: &[&str], extra: &str) -> WorkerProcess {
+        let config = dir.join("relay.toml");
+        let mut text = format!(
+            "[amqp]\nurl = \"{url}\"\n[worker]\nlisten = \"127.0.0.1:0\"\nshutdown_grace_s = 10\n\
+             [retry]\ndelays_s = [1, 2]\njitter = 0.0\n{extra}\n"
+        );
+        for site in sites {
+            text.push_str(&format!("[[sites]]\nid = \"{site}\"\n"));
+        }
+        std::fs::write(&config, text).unwrap_or_else(|e| panic!("{e}"));
+        let n = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
+        let log = dir.join(format!("worker-{n}.log"));
+        let stderr = std::fs::File::create(&log).unwrap_or_else(|e| panic!("{e}"));
+        let child = Command::new(env!("CARGO_BIN_EXE_relay-worker"))
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn relay-worker: {e}"));
+        WorkerProcess { child, log }
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill_9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits up to `within` for the exit status.
+    pub fn terminate(mut self, within: Duration) -> (Option<std::process::ExitStatus>, String) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + within;
+        let status = loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                break Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        (status, log)
+    }
+}
+
+/// A directory of its own under the system temp dir.
+pub fn temp_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("relay-it-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    dir
+}
+
+/// Publishes `count` events of `site` as the plugin would; returns their ids.
+pub async fn publish_events(channel: &Channel, site: &str, count: u64) -> Vec<String> {
+    let factory = EventFactory::new();
+    let mut ids = Vec::with_capacity(count as usize);
+    let mut batch = Vec::with_capacity(count as usize);
+    for n in 1..=count {
+        let (id, key, body) = factory.event(site, n);
+        batch.push((key, body, plugin_properties(&id)));
+        ids.push(id);
+    }
+    publish_ingest(channel, &batch).await;
+    ids
+}
+
+/// Waits until `queue` holds at least `count` messages; false on timeout.
+pub async fn wait_for_depth(channel: &Channel, queue: &str, count: u32, within: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        if depth(channel, queue).await >= count {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+/// Message ids of everything in `queue`, consumed until it stays empty for `idle`.
+pub async fn drain_ids(conn: &Connection, queue: &str, idle: Duration) -> Vec<String> {
+    let mut ids = Vec::new();
+    loop {
+        let batch = collect(conn, queue, 5_000, idle).await;
+        if batch.is_empty() {
+            return ids;
+        }
+        ids.extend(batch.iter().map(|d| {
+            d.properties
+                .message_id()
+                .as_ref()
+                .map(|m| m.to_string())
+                .unwrap_or_default()
+        }));
+    }
+}
+
+/// Consumes `queue` until every id in `expected` has been seen or `within`
+/// passed; returns every id received, duplicates included.
+pub async fn await_ids(
+    conn: &Connection,
+    queue: &str,
+    expected: &[String],
+    within: Duration,
+) -> Vec<String> {
+    let wanted: std::collections::BTreeSet<&str> = expected.iter().map(String::as_str).collect();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut all = Vec::new();
+    let deadline = tokio::time::Instant::now() + within;
+    while seen.len() < wanted.len() && tokio::time::Instant::now() < deadline {
+        for delivery in collect(conn, queue, 5_000, Duration::from_millis(500)).await {
+            let id = delivery
+                .properties
+                .message_id()
+                .as_ref()
+                .map(|m| m.to_string())
+                .unwrap_or_default();
+            if wanted.contains(id.as_str()) {
+                seen.insert(id.clone());
+            }
+            all.push(id);
+        }
+    }
+    all
+}
