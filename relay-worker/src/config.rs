@@ -285,16 +285,34 @@ pub enum ConfigError {
 /// Sections whose keys `RELAY_<SECTION>_<KEY>` variables override.
 const ENV_SECTIONS: [&str; 3] = ["amqp", "worker", "retry"];
 
-/// One line per overridable variable, for `--help`.
-pub const ENV_HELP: &str = "\
-Every key can be set by an environment variable RELAY_<SECTION>_<KEY>, which wins
-over the file:
-  RELAY_AMQP_URL, RELAY_AMQP_URL_FILE, RELAY_AMQP_PREFETCH, RELAY_AMQP_DELIVERY_LIMIT,
-  RELAY_WORKER_MAX_IN_FLIGHT, RELAY_WORKER_LISTEN, RELAY_WORKER_SHUTDOWN_GRACE_S,
-  RELAY_WORKER_MAX_EVENT_BYTES, RELAY_WORKER_RECONNECT_MAX_BACKOFF_S,
-  RELAY_RETRY_DELAYS_S (e.g. \"[1, 5, 30]\"), RELAY_RETRY_JITTER,
-  RELAY_SITES (a TOML array, e.g. '[{id = \"lms-prod\"}]').
-Values are parsed as TOML values; see deploy/relay-worker.example.toml.";
+/// The variables read, without the `RELAY_` prefix. Only these: other `RELAY_*`
+/// variables belong to someone else (scripts, or the ones Kubernetes injects
+/// for a Service named `relay-worker`, such as `RELAY_WORKER_PORT`).
+pub const ENV_KEYS: [&str; 12] = [
+    "AMQP_URL",
+    "AMQP_URL_FILE",
+    "AMQP_PREFETCH",
+    "AMQP_DELIVERY_LIMIT",
+    "WORKER_MAX_IN_FLIGHT",
+    "WORKER_LISTEN",
+    "WORKER_SHUTDOWN_GRACE_S",
+    "WORKER_MAX_EVENT_BYTES",
+    "WORKER_RECONNECT_MAX_BACKOFF_S",
+    "RETRY_DELAYS_S",
+    "RETRY_JITTER",
+    "SITES",
+];
+
+/// The environment part of `--help`.
+pub fn env_help() -> String {
+    let names: Vec<String> = ENV_KEYS.iter().map(|k| format!("RELAY_{k}")).collect();
+    format!(
+        "Environment variables override the file's keys (values are TOML values):\n  {}\n\
+         e.g. RELAY_RETRY_DELAYS_S=\"[1, 5, 30]\", RELAY_SITES='[{{id = \"lms-prod\"}}]'.\n\
+         RELAY_CONFIG names the file. See deploy/relay-worker.example.toml.",
+        names.join(", ")
+    )
+}
 
 impl Config {
     /// Defaults, then `file` (if any), then `RELAY_*` variables; then validated.
@@ -309,7 +327,7 @@ impl Config {
             }
             figment = figment.merge(Toml::file_exact(path));
         }
-        let env = Env::prefixed("RELAY_").ignore(&["CONFIG"]).map(|key| {
+        let env = Env::prefixed("RELAY_").only(&ENV_KEYS).map(|key| {
             let key = key.as_str().to_ascii_lowercase();
             let dotted = ENV_SECTIONS.iter().find_map(|section| {
                 key.strip_prefix(section)
@@ -633,6 +651,59 @@ mod tests {
             assert_eq!(config.retry.delays_s, vec![2, 4]);
             assert_eq!(config.sites[0].id.as_str(), "b");
             assert_eq!(config.sites[0].max_concurrency, 3);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn other_relay_variables_are_not_mistaken_for_keys() {
+        // Regression: make's RELAY_WORKER_BIN was read as `worker.bin` and the
+        // start refused; Kubernetes injects RELAY_WORKER_PORT for such a Service.
+        figment::Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.create_file("relay.toml", "[[sites]]\nid = \"a\"\n")?;
+            jail.set_env("RELAY_WORKER_BIN", "target/debug/relay-worker");
+            jail.set_env("RELAY_WORKER_PORT", "tcp://10.0.0.1:9464");
+            jail.set_env("RELAY_WORKER_SERVICE_HOST", "10.0.0.1");
+            Config::load(Some(Path::new("relay.toml"))).map_err(|e| e.to_string())?;
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn every_documented_variable_sets_its_key() {
+        let values = [
+            ("AMQP_URL", "amqp://x:y@h:5672/%2f"),
+            ("AMQP_URL_FILE", "url"),
+            ("AMQP_PREFETCH", "7"),
+            ("AMQP_DELIVERY_LIMIT", "7"),
+            ("WORKER_MAX_IN_FLIGHT", "7"),
+            ("WORKER_LISTEN", "127.0.0.1:7"),
+            ("WORKER_SHUTDOWN_GRACE_S", "7"),
+            ("WORKER_MAX_EVENT_BYTES", "7777"),
+            ("WORKER_RECONNECT_MAX_BACKOFF_S", "7"),
+            ("RETRY_DELAYS_S", "[7]"),
+            ("RETRY_JITTER", "0.7"),
+            ("SITES", "[{id = \"seven\"}]"),
+        ];
+        assert_eq!(values.map(|(k, _)| k), ENV_KEYS);
+        figment::Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.create_file("url", "amqp://from:file@h:5672/%2f")?;
+            for (key, value) in values {
+                jail.set_env(format!("RELAY_{key}"), value);
+            }
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(c.amqp.url.expose(), "amqp://from:file@h:5672/%2f");
+            assert_eq!((c.amqp.prefetch, c.amqp.delivery_limit), (7, 7));
+            assert_eq!(c.worker.max_in_flight, 7);
+            assert_eq!(c.worker.listen.port(), 7);
+            assert_eq!(c.worker.shutdown_grace_s, 7);
+            assert_eq!(c.worker.max_event_bytes, 7777);
+            assert_eq!(c.worker.reconnect_max_backoff_s, 7);
+            assert_eq!(c.retry.delays_s, vec![7]);
+            assert!((c.retry.jitter - 0.7).abs() < 1e-9);
+            assert_eq!(c.sites[0].id.as_str(), "seven");
             Ok(())
         });
     }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use relay_contract::Validator;
-use relay_worker::config::{Config, ENV_HELP};
+use relay_worker::config::{Config, env_help};
 use relay_worker::topology::Topology;
 use relay_worker::validate_cli::{self, Format};
 
@@ -15,7 +15,7 @@ use relay_worker::validate_cli::{self, Format};
 /// validates each against the schemas, publishes it with a broker confirm, and
 /// sends what fails to delayed retries or the dead-letter queue `relay.dlq`.
 #[derive(Debug, Parser)]
-#[command(version, about, after_long_help = ENV_HELP)]
+#[command(version, about, after_long_help = env_help())]
 struct Cli {
     /// TOML configuration file (see deploy/relay-worker.example.toml).
     #[arg(long, short, env = "RELAY_CONFIG", global = true)]

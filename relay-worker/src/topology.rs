@@ -32,6 +32,10 @@ use crate::config::Config;
 /// other, unlike per-message expiry, which only expires at a queue's head.
 const JITTER_STEPS: u64 = 3;
 
+/// How often a DLQ message can be looked at (and returned) before the broker
+/// would drop it.
+pub const DLQ_DELIVERY_LIMIT: i64 = 1_000_000;
+
 /// Why the topology could not be declared.
 #[derive(Debug, thiserror::Error)]
 pub enum TopologyError {
@@ -193,8 +197,14 @@ impl Topology {
         }
         queues.push(Queue {
             name: DLQ_QUEUE.to_owned(),
-            // Kept until an operator acts: no TTL, no length limit, no dead-lettering.
-            arguments: vec![("x-queue-type", s("quorum"))],
+            arguments: vec![
+                ("x-queue-type", s("quorum")),
+                // Kept until an operator acts: no TTL, no length limit, and no
+                // dead-lettering. Inspecting a message returns it to the queue,
+                // which counts as a delivery: RabbitMQ 4.x would drop it after its
+                // default limit of 20, so the limit is set explicitly, and high.
+                ("x-delivery-limit", Arg::Int(DLQ_DELIVERY_LIMIT)),
+            ],
         });
         Topology {
             exchanges,
