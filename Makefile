@@ -7,7 +7,7 @@ CARGO ?= cargo
 RELAY_WORKER_BIN := $(CURDIR)/target/debug/relay-worker
 PHP_SOURCES = $(shell find moodle-plugin tests/php -name '*.php' 2>/dev/null)
 
-.PHONY: help demo test bench deps rust rabbitmq php lint test-rust test-php build
+.PHONY: help demo test bench deps rust rabbitmq php lint lint-moodle test-rust test-php build
 
 help:
 	@echo "make demo   run the relay's main job on a local RabbitMQ"
@@ -43,9 +43,18 @@ lint: rust php
 test-rust: rust rabbitmq
 	$(CARGO) test --workspace --locked
 
-# The PHP tests validate what the PHP builder makes with the Rust validator.
-test-php: php build
+# The PHP tests publish to the real RabbitMQ and validate what the PHP code
+# builds with the Rust validator.
+test-php: php build rabbitmq
 	RELAY_WORKER_BIN=$(RELAY_WORKER_BIN) phpunit -c tests/php/phpunit.xml
+
+# Moodle coding style of the plugin. Needs phpcs >= 3.10 with moodle-cs, which
+# no package registry this project uses ships: PHPCS_INSTALLED_PATHS lists the
+# folders of moodle-cs, PHPCSUtils, PHPCSExtra and PHPCompatibility.
+PHPCS ?= phpcs
+lint-moodle:
+	$(PHPCS) --runtime-set installed_paths "$(PHPCS_INSTALLED_PATHS)" --standard=moodle \
+		--extensions=php moodle-plugin tests/php
 
 ## The product's main job.
 demo: deps build

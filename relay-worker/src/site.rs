@@ -186,15 +186,7 @@ impl SitePipeline {
                     envelope: Box::new(envelope),
                     routing_key,
                 };
-                push(
-                    pending,
-                    InFlight {
-                        delivery,
-                        stage,
-                        _permit: permit,
-                    },
-                    confirm,
-                );
+                push(pending, delivery, stage, permit, confirm);
                 Ok(())
             }
             Err(failure) => self.park(delivery, failure, permit, pending).await,
@@ -264,15 +256,7 @@ impl SitePipeline {
                     attempt: attempts + 1,
                     queue,
                 };
-                push(
-                    pending,
-                    InFlight {
-                        delivery,
-                        stage,
-                        _permit: permit,
-                    },
-                    confirm,
-                );
+                push(pending, delivery, stage, permit, confirm);
             }
             Action::DeadLetter => {
                 let props = properties::failed(
@@ -286,11 +270,9 @@ impl SitePipeline {
                 let confirm = self.publish("", DLQ_QUEUE, &delivery.data, props).await?;
                 push(
                     pending,
-                    InFlight {
-                        delivery,
-                        stage: Stage::DeadLetter { failure },
-                        _permit: permit,
-                    },
+                    delivery,
+                    Stage::DeadLetter { failure },
+                    permit,
                     confirm,
                 );
             }
@@ -471,7 +453,19 @@ fn check_properties(props: &BasicProperties, envelope: &Envelope) -> Result<(), 
     }
 }
 
-fn push(pending: &mut Pending, item: InFlight, confirm: PublisherConfirm) {
+/// Waits for `confirm` alongside the others, keeping the delivery for its settling.
+fn push(
+    pending: &mut Pending,
+    delivery: Delivery,
+    stage: Stage,
+    permit: OwnedSemaphorePermit,
+    confirm: PublisherConfirm,
+) {
+    let item = InFlight {
+        delivery,
+        stage,
+        _permit: permit,
+    };
     pending.push(Box::pin(async move {
         let confirmation = confirm.await;
         (item, confirmation)

@@ -9,16 +9,18 @@ use relay_contract::dlq;
 use relay_contract::routing::DLQ_QUEUE;
 
 use crate::support::{
-    EventFactory, Vhost, Worker, collect, config, connect, declare_topology, downstream_queue,
-    fixtures, header, plugin_properties, publish_ingest,
+    EventFactory, Rig, Worker, collect, downstream_queue, fixtures, header, plugin_properties,
+    publish_ingest,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_inputs_are_dead_lettered_with_their_reason_and_the_loop_goes_on() {
-    let vhost = Vhost::new();
-    let config = config(&vhost.url, &["lms-bad"]);
-    declare_topology(&config).await;
-    let (conn, channel) = connect(&vhost.url).await;
+    let Rig {
+        vhost: _vhost,
+        config,
+        conn,
+        channel,
+    } = Rig::new(&["lms-bad"]).await;
     let downstream = downstream_queue(&channel, "#", FieldTable::default()).await;
     let factory = EventFactory::new();
     let key = "lms-bad.user.created".to_owned();
@@ -122,11 +124,13 @@ fn refusing_after(n: i64) -> FieldTable {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_publishes_are_retried_with_growing_delays_until_delivered() {
-    let vhost = Vhost::new();
-    let mut config = config(&vhost.url, &["lms-t"]);
+    let Rig {
+        vhost: _vhost,
+        mut config,
+        conn,
+        channel,
+    } = Rig::new(&["lms-t"]).await;
     config.retry.delays_s = vec![1, 2, 4];
-    declare_topology(&config).await;
-    let (conn, channel) = connect(&vhost.url).await;
     let downstream = downstream_queue(&channel, "#", refusing_after(5)).await;
     let factory = EventFactory::new();
     let events: Vec<_> = (1..=12u64)
@@ -172,10 +176,12 @@ async fn refused_publishes_are_retried_with_growing_delays_until_delivered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failure_that_persists_ends_in_the_dlq_after_the_last_delay() {
-    let vhost = Vhost::new();
-    let config = config(&vhost.url, &["lms-p"]);
-    declare_topology(&config).await;
-    let (conn, channel) = connect(&vhost.url).await;
+    let Rig {
+        vhost: _vhost,
+        config,
+        conn,
+        channel,
+    } = Rig::new(&["lms-p"]).await;
     // Full from the start and never drained.
     let downstream = downstream_queue(&channel, "#", refusing_after(1)).await;
     let factory = EventFactory::new();
@@ -235,10 +241,12 @@ async fn a_failure_that_persists_ends_in_the_dlq_after_the_last_delay() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_no_one_subscribed_to_is_retried_then_kept_in_the_dlq_as_unroutable() {
-    let vhost = Vhost::new();
-    let config = config(&vhost.url, &["lms-u"]);
-    declare_topology(&config).await;
-    let (conn, channel) = connect(&vhost.url).await;
+    let Rig {
+        vhost: _vhost,
+        config,
+        conn,
+        channel,
+    } = Rig::new(&["lms-u"]).await;
     let factory = EventFactory::new();
     let (id, key, body) = factory.event("lms-u", 1);
     publish_ingest(&channel, &[(key, body, plugin_properties(&id))]).await;

@@ -8,16 +8,18 @@ use relay_contract::CLOUDEVENTS_CONTENT_TYPE;
 use relay_contract::routing::ingest_queue;
 
 use crate::support::{
-    EventFactory, Vhost, Worker, collect, config, connect, declare_topology, depth,
-    downstream_queue, plugin_properties, publish_ingest,
+    EventFactory, Rig, Worker, collect, depth, downstream_queue, message_id, plugin_properties,
+    publish_ingest,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_events_arrive_downstream_unchanged() {
-    let vhost = Vhost::new();
-    let config = config(&vhost.url, &["lms-a"]);
-    declare_topology(&config).await;
-    let (conn, channel) = connect(&vhost.url).await;
+    let Rig {
+        vhost: _vhost,
+        config,
+        conn,
+        channel,
+    } = Rig::new(&["lms-a"]).await;
     let downstream = downstream_queue(&channel, "#", FieldTable::default()).await;
 
     let factory = EventFactory::new();
@@ -40,12 +42,7 @@ async fn ten_thousand_events_arrive_downstream_unchanged() {
     assert_eq!(received.len(), 10_000, "every event arrives");
     let mut ids = BTreeSet::new();
     for delivery in &received {
-        let id = delivery
-            .properties
-            .message_id()
-            .as_ref()
-            .map(|m| m.to_string())
-            .unwrap_or_default();
+        let id = message_id(delivery);
         assert_eq!(sent.get(&id), Some(&delivery.data), "body of {id} changed");
         assert_eq!(
             delivery
@@ -81,10 +78,12 @@ async fn ten_thousand_events_arrive_downstream_unchanged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endpoints_report_health_readiness_and_the_contract_metrics() {
-    let vhost = Vhost::new();
-    let config = config(&vhost.url, &["lms-m"]);
-    declare_topology(&config).await;
-    let (conn, channel) = connect(&vhost.url).await;
+    let Rig {
+        vhost: _vhost,
+        config,
+        conn,
+        channel,
+    } = Rig::new(&["lms-m"]).await;
     let downstream = downstream_queue(&channel, "lms-m.#", FieldTable::default()).await;
     let factory = EventFactory::new();
     let (id, key, body) = factory.event("lms-m", 1);

@@ -7,18 +7,20 @@ use lapin::types::FieldTable;
 use relay_contract::routing::{DLQ_QUEUE, ingest_queue};
 
 use crate::support::{
-    Vhost, WorkerProcess, await_ids, config, connect, declare_topology, depth, downstream_queue,
-    drain_ids, publish_events, temp_dir, wait_for_depth,
+    Rig, WorkerProcess, await_ids, depth, downstream_queue, drain_ids, publish_events, temp_dir,
+    wait_for_depth,
 };
 
 const PREFETCH: u32 = 64;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_with_sigkill_three_times_nothing_is_lost_and_duplicates_stay_in_flight() {
-    let vhost = Vhost::new();
-    let config = config(&vhost.url, &["lms-k"]);
-    declare_topology(&config).await;
-    let (conn, channel) = connect(&vhost.url).await;
+    let Rig {
+        vhost,
+        conn,
+        channel,
+        ..
+    } = Rig::new(&["lms-k"]).await;
     let downstream = downstream_queue(&channel, "#", FieldTable::default()).await;
     let sent = publish_events(&channel, "lms-k", 20_000).await;
     let dir = temp_dir();
@@ -66,10 +68,12 @@ async fn killed_with_sigkill_three_times_nothing_is_lost_and_duplicates_stay_in_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_in_flight_events_and_exits_cleanly_with_json_logs() {
-    let vhost = Vhost::new();
-    let config = config(&vhost.url, &["lms-s"]);
-    declare_topology(&config).await;
-    let (conn, channel) = connect(&vhost.url).await;
+    let Rig {
+        vhost,
+        conn,
+        channel,
+        ..
+    } = Rig::new(&["lms-s"]).await;
     let downstream = downstream_queue(&channel, "#", FieldTable::default()).await;
     let sent = publish_events(&channel, "lms-s", 5_000).await;
     let dir = temp_dir();

@@ -451,13 +451,7 @@ pub async fn drain_ids(conn: &Connection, queue: &str, idle: Duration) -> Vec<St
         if batch.is_empty() {
             return ids;
         }
-        ids.extend(batch.iter().map(|d| {
-            d.properties
-                .message_id()
-                .as_ref()
-                .map(|m| m.to_string())
-                .unwrap_or_default()
-        }));
+        ids.extend(batch.iter().map(message_id));
     }
 }
 
@@ -475,12 +469,7 @@ pub async fn await_ids(
     let deadline = tokio::time::Instant::now() + within;
     while seen.len() < wanted.len() && tokio::time::Instant::now() < deadline {
         for delivery in collect(conn, queue, 5_000, Duration::from_millis(500)).await {
-            let id = delivery
-                .properties
-                .message_id()
-                .as_ref()
-                .map(|m| m.to_string())
-                .unwrap_or_default();
+            let id = message_id(&delivery);
             if wanted.contains(id.as_str()) {
                 seen.insert(id.clone());
             }
@@ -488,4 +477,38 @@ pub async fn await_ids(
         }
     }
     all
+}
+
+/// What most tests start from: a vhost of their own, a worker configuration
+/// for `sites`, the topology declared, and a connection with a channel.
+pub struct Rig {
+    pub vhost: Vhost,
+    pub config: Config,
+    pub conn: Connection,
+    pub channel: Channel,
+}
+
+impl Rig {
+    pub async fn new(sites: &[&str]) -> Rig {
+        let vhost = Vhost::new();
+        let config = config(&vhost.url, sites);
+        declare_topology(&config).await;
+        let (conn, channel) = connect(&vhost.url).await;
+        Rig {
+            vhost,
+            config,
+            conn,
+            channel,
+        }
+    }
+}
+
+/// The delivery's `message_id` ("" when absent).
+pub fn message_id(delivery: &Delivery) -> String {
+    delivery
+        .properties
+        .message_id()
+        .as_ref()
+        .map(|m| m.to_string())
+        .unwrap_or_default()
 }

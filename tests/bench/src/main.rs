@@ -139,26 +139,9 @@ async fn bench(cli: &Cli) {
         print_run(&format!("round {round} raw forwarder"), &raw);
         raw_runs.push(raw);
     }
-    let w = median(&worker_runs);
-    let r = median(&raw_runs);
-    println!();
-    println!(
-        "{:<28} {:>10} {:>16} {:>14}",
-        "median of rounds", "events/s", "CPU s/100k ev", "peak RSS MiB"
-    );
-    println!(
-        "{:<28} {:>10.0} {:>16.2} {:>14.1}",
-        "relay-worker", w.rate, w.cpu_s_per_100k, w.peak_rss_mib
-    );
-    println!(
-        "{:<28} {:>10.0} {:>16.2} {:>14.1}",
-        "raw forwarder", r.rate, r.cpu_s_per_100k, r.peak_rss_mib
-    );
-    println!(
-        "relay-worker / raw forwarder: {:.2}x events/s (goal >= 0.80)",
-        w.rate / r.rate
-    );
-
+    if cli.rounds > 0 {
+        report(&median(&worker_runs), &median(&raw_runs));
+    }
     if cli.backlog > 0 {
         println!();
         println!("memory: preloading a backlog of {} events...", cli.backlog);
@@ -177,6 +160,24 @@ async fn bench(cli: &Cli) {
     let _ = conn.close(200, "bench done".into()).await;
     let _ = std::fs::remove_file(&config_file);
     rabbitmqctl(&["delete_vhost", &vhost]);
+}
+
+fn report(w: &Run, r: &Run) {
+    println!();
+    println!(
+        "{:<28} {:>10} {:>16} {:>14}",
+        "median of rounds", "events/s", "CPU s/100k ev", "peak RSS MiB"
+    );
+    for (name, run) in [("relay-worker", w), ("raw forwarder", r)] {
+        println!(
+            "{name:<28} {:>10.0} {:>16.2} {:>14.1}",
+            run.rate, run.cpu_s_per_100k, run.peak_rss_mib
+        );
+    }
+    println!(
+        "relay-worker / raw forwarder: {:.2}x events/s (goal >= 0.80)",
+        w.rate / r.rate
+    );
 }
 
 fn worker_config(url: &str, prefetch: u16) -> Config {
