@@ -1,0 +1,192 @@
+//! Tests of configuration loading and validation.
+
+// figment::Jail closures must return figment's (large) error type.
+#![allow(clippy::result_large_err)]
+
+use super::*;
+
+use super::test_support::load;
+
+#[test]
+fn the_skeleton_of_the_design_loads_with_defaults_for_omitted_keys() {
+    let config = load("[[sites]]\nid = \"lms-prod\"\n").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.amqp.prefetch, 64);
+    assert_eq!(config.worker.max_in_flight, 256);
+    assert_eq!(config.retry.delays_s, vec![1, 5, 30, 120, 600]);
+    assert_eq!(config.sites[0].max_concurrency, 2);
+    assert_eq!(config.sites[0].breaker.slow_call_ms, 2000);
+    assert!(config.sites[0].moodle_url.is_none());
+}
+
+#[test]
+fn the_example_config_is_valid() {
+    let text = include_str!("../../deploy/relay-worker.example.toml");
+    let config = load(text).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!config.sites.is_empty());
+}
+
+#[test]
+fn an_unknown_key_is_named() {
+    let err = load("[amqp]\nprefetsh = 10\n[[sites]]\nid = \"a\"\n")
+        .err()
+        .map(|e| e.to_string());
+    let err = err.unwrap_or_default();
+    assert!(err.contains("prefetsh"), "{err}");
+}
+
+#[test]
+fn a_wrong_type_names_the_key() {
+    let err = load("[amqp]\nprefetch = \"many\"\n[[sites]]\nid = \"a\"\n")
+        .err()
+        .map(|e| e.to_string());
+    assert!(err.unwrap_or_default().contains("amqp.prefetch"));
+}
+
+#[test]
+fn a_bad_site_id_is_refused() {
+    let err = load("[[sites]]\nid = \"lms.prod\"\n")
+        .err()
+        .map(|e| e.to_string());
+    let err = err.unwrap_or_default();
+    assert!(err.contains("sites") && err.contains("lms.prod"), "{err}");
+}
+
+#[test]
+fn range_errors_name_the_key() {
+    let cases = [
+        ("[worker]\nmax_in_flight = 0\n", "worker.max_in_flight"),
+        ("[retry]\ndelays_s = [1, 0]\n", "retry.delays_s[1]"),
+        ("[retry]\njitter = 2.0\n", "retry.jitter"),
+    ];
+    for (text, key) in cases {
+        let err = load(&format!("{text}[[sites]]\nid = \"a\"\n")).err();
+        match err {
+            Some(ConfigError::Invalid { key: got, .. }) => assert_eq!(got, key),
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+    let err = load("[[sites]]\nid = \"a\"\n[sites.breaker]\nerror_rate = 0.0\n").err();
+    assert!(
+        matches!(err, Some(ConfigError::Invalid { key, .. }) if key == "sites[0].breaker.error_rate")
+    );
+}
+
+#[test]
+fn duplicate_sites_and_no_sites_are_refused() {
+    let dup = load("[[sites]]\nid = \"a\"\n[[sites]]\nid = \"a\"\n").err();
+    assert!(matches!(dup, Some(ConfigError::Invalid { key, .. }) if key == "sites[1].id"));
+    let none = load("").err();
+    assert!(matches!(none, Some(ConfigError::Invalid { key, .. }) if key == "sites"));
+}
+
+#[test]
+fn environment_variables_override_the_file() {
+    figment::Jail::expect_with(|jail| {
+        jail.clear_env();
+        jail.create_file(
+            "relay.toml",
+            "[amqp]\nprefetch = 10\n[[sites]]\nid = \"a\"\n",
+        )?;
+        jail.set_env("RELAY_AMQP_PREFETCH", "200");
+        jail.set_env("RELAY_AMQP_URL", "amqp://u:p@broker:5672/%2f");
+        jail.set_env("RELAY_WORKER_MAX_IN_FLIGHT", "32");
+        jail.set_env("RELAY_RETRY_DELAYS_S", "[2, 4]");
+        jail.set_env("RELAY_SITES", "[{id = \"b\", max_concurrency = 3}]");
+        let config = Config::load(Some(Path::new("relay.toml"))).map_err(|e| e.to_string())?;
+        assert_eq!(config.amqp.prefetch, 200);
+        assert_eq!(config.amqp.url.expose(), "amqp://u:p@broker:5672/%2f");
+        assert_eq!(config.worker.max_in_flight, 32);
+        assert_eq!(config.retry.delays_s, vec![2, 4]);
+        assert_eq!(config.sites[0].id.as_str(), "b");
+        assert_eq!(config.sites[0].max_concurrency, 3);
+        Ok(())
+    });
+}
+
+#[test]
+fn other_relay_variables_are_not_mistaken_for_keys() {
+    // Regression: make's RELAY_WORKER_BIN was read as `worker.bin` and the
+    // start refused; Kubernetes injects RELAY_WORKER_PORT for such a Service.
+    figment::Jail::expect_with(|jail| {
+        jail.clear_env();
+        jail.create_file("relay.toml", "[[sites]]\nid = \"a\"\n")?;
+        jail.set_env("RELAY_WORKER_BIN", "target/debug/relay-worker");
+        jail.set_env("RELAY_WORKER_PORT", "tcp://10.0.0.1:9464");
+        jail.set_env("RELAY_WORKER_SERVICE_HOST", "10.0.0.1");
+        Config::load(Some(Path::new("relay.toml"))).map_err(|e| e.to_string())?;
+        Ok(())
+    });
+}
+
+#[test]
+fn every_documented_variable_sets_its_key() {
+    let values = [
+        ("AMQP_URL", "amqp://x:y@h:5672/%2f"),
+        ("AMQP_URL_FILE", "url"),
+        ("AMQP_PREFETCH", "7"),
+        ("AMQP_DELIVERY_LIMIT", "7"),
+        ("WORKER_MAX_IN_FLIGHT", "7"),
+        ("WORKER_LISTEN", "127.0.0.1:7"),
+        ("WORKER_SHUTDOWN_GRACE_S", "7"),
+        ("WORKER_MAX_EVENT_BYTES", "7777"),
+        ("WORKER_RECONNECT_MAX_BACKOFF_S", "7"),
+        ("RETRY_DELAYS_S", "[7]"),
+        ("RETRY_JITTER", "0.7"),
+        ("SITES", "[{id = \"seven\"}]"),
+    ];
+    assert_eq!(values.map(|(k, _)| k), ENV_KEYS);
+    figment::Jail::expect_with(|jail| {
+        jail.clear_env();
+        jail.create_file("url", "amqp://from:file@h:5672/%2f")?;
+        for (key, value) in values {
+            jail.set_env(format!("RELAY_{key}"), value);
+        }
+        let c = Config::load(None).map_err(|e| e.to_string())?;
+        assert_eq!(c.amqp.url.expose(), "amqp://from:file@h:5672/%2f");
+        assert_eq!((c.amqp.prefetch, c.amqp.delivery_limit), (7, 7));
+        assert_eq!(c.worker.max_in_flight, 7);
+        assert_eq!(c.worker.listen.port(), 7);
+        assert_eq!(c.worker.shutdown_grace_s, 7);
+        assert_eq!(c.worker.max_event_bytes, 7777);
+        assert_eq!(c.worker.reconnect_max_backoff_s, 7);
+        assert_eq!(c.retry.delays_s, vec![7]);
+        assert!((c.retry.jitter - 0.7).abs() < 1e-9);
+        assert_eq!(c.sites[0].id.as_str(), "seven");
+        Ok(())
+    });
+}
+
+#[test]
+fn url_file_wins_over_url() {
+    figment::Jail::expect_with(|jail| {
+        jail.clear_env();
+        jail.create_file("amqp-url", "amqp://relay:fromfile@mq:5672/%2f\n")?;
+        jail.create_file(
+            "relay.toml",
+            "[amqp]\nurl_file = \"amqp-url\"\n[[sites]]\nid = \"a\"\n",
+        )?;
+        let config = Config::load(Some(Path::new("relay.toml"))).map_err(|e| e.to_string())?;
+        assert_eq!(
+            config.amqp.url.expose(),
+            "amqp://relay:fromfile@mq:5672/%2f"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn a_missing_config_file_is_named() {
+    let err = Config::load(Some(Path::new("/nonexistent/relay.toml")))
+        .err()
+        .map(|e| e.to_string());
+    assert!(err.unwrap_or_default().contains("/nonexistent/relay.toml"));
+}
+
+#[test]
+fn secrets_never_print() {
+    let config = load("[amqp]\nurl = \"amqp://relay:s3cr3t@mq:5672/%2f\"\n[[sites]]\nid = \"a\"\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let shown = format!("{config:?}");
+    assert!(!shown.contains("s3cr3t"), "{shown}");
+    assert_eq!(config.amqp.url.expose(), "amqp://relay:s3cr3t@mq:5672/%2f");
+}
