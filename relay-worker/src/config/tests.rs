@@ -20,7 +20,7 @@ fn the_skeleton_of_the_design_loads_with_defaults_for_omitted_keys() {
 
 #[test]
 fn the_example_config_is_valid() {
-    let text = include_str!("../../deploy/relay-worker.example.toml");
+    let text = include_str!("../../../deploy/relay-worker.example.toml");
     let config = load(text).unwrap_or_else(|e| panic!("{e}"));
     assert!(!config.sites.is_empty());
 }
