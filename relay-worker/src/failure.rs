@@ -9,6 +9,8 @@ use std::fmt;
 
 use relay_contract::Invalid;
 
+use crate::moodle::MoodleError;
+
 /// What kind of failure this is; it alone decides what happens next (DESIGN.md §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Class {
@@ -105,6 +107,67 @@ impl Failure {
     }
 }
 
+impl Failure {
+    /// What a Moodle call's failure means for the event (DESIGN.md §4). Decided
+    /// on `errorcode` and `exception`, never on `message`, except the deadlock
+    /// and lock-wait text of a `dmlwriteexception`, which is all that tells a
+    /// retryable write conflict from a constraint violation.
+    pub fn moodle(error: &MoodleError) -> Self {
+        let message = crate::properties::redact(&error.to_string());
+        let (class, code) = match error {
+            MoodleError::Exception {
+                exception,
+                errorcode,
+                message: text,
+                debuginfo,
+            } => {
+                let class = match errorcode.as_str() {
+                    "invalidtoken" | "accessexception" | "nopermissions" | "requiredcapability" => {
+                        Class::Auth
+                    }
+                    _ if exception.ends_with("webservice_access_exception") => Class::Auth,
+                    "usernametaken" | "emailalreadyexists" => Class::Conflict,
+                    "dmlwriteexception" if is_lock_conflict(text, debuginfo.as_deref()) => {
+                        Class::Transient
+                    }
+                    _ => Class::Client,
+                };
+                (class, errorcode.clone())
+            }
+            MoodleError::Disabled => (Class::Auth, "webservices_disabled".to_owned()),
+            MoodleError::Http { status: 403, .. } => (Class::Auth, "http_403".to_owned()),
+            MoodleError::Http { status, .. } if *status == 429 || *status >= 500 => {
+                (Class::Transient, format!("http_{status}"))
+            }
+            MoodleError::Http { status, .. } => (Class::Client, format!("http_{status}")),
+            MoodleError::Timeout(_) => (Class::Transient, "timeout".to_owned()),
+            MoodleError::Connect(_) => (Class::Transient, "connect".to_owned()),
+            // An HTML error page from a PHP failure: usually passing.
+            MoodleError::Decode(_) => (Class::Transient, "bad_response".to_owned()),
+            MoodleError::Token(_) => (Class::Auth, "token_unavailable".to_owned()),
+        };
+        Failure {
+            class,
+            code,
+            message,
+        }
+    }
+}
+
+/// A write that lost a race (deadlock, lock wait, serialisation), as PostgreSQL
+/// and MySQL/MariaDB word it.
+fn is_lock_conflict(message: &str, debuginfo: Option<&str>) -> bool {
+    let text = format!("{message} {}", debuginfo.unwrap_or_default()).to_ascii_lowercase();
+    [
+        "deadlock",
+        "lock wait",
+        "could not serialize",
+        "lock timeout",
+    ]
+    .iter()
+    .any(|needle| text.contains(needle))
+}
+
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} ({}): {}", self.class, self.code, self.message)
@@ -156,6 +219,135 @@ mod tests {
         }
         assert_eq!(decide(Class::Auth, 0, 5), Action::PauseSite);
         assert_eq!(decide(Class::Conflict, 0, 5), Action::RecordConflict);
+    }
+
+    fn exception(exception: &str, errorcode: &str, message: &str) -> MoodleError {
+        MoodleError::Exception {
+            exception: exception.into(),
+            errorcode: errorcode.into(),
+            message: message.into(),
+            debuginfo: None,
+        }
+    }
+
+    #[test]
+    fn moodle_errors_map_to_the_design_classes() {
+        let cases = [
+            (
+                exception(
+                    r"core\exception\moodle_exception",
+                    "invalidtoken",
+                    "Invalid token",
+                ),
+                Class::Auth,
+            ),
+            (
+                exception(
+                    "webservice_access_exception",
+                    "accessexception",
+                    "Access control exception",
+                ),
+                Class::Auth,
+            ),
+            (
+                exception(
+                    r"core\exception\required_capability_exception",
+                    "nopermissions",
+                    "x",
+                ),
+                Class::Auth,
+            ),
+            (
+                exception(
+                    r"core\exception\invalid_parameter_exception",
+                    "invalidparameter",
+                    "x",
+                ),
+                Class::Client,
+            ),
+            (
+                exception("dml_missing_record_exception", "invalidrecord", "x"),
+                Class::Client,
+            ),
+            (
+                exception("coding_exception", "codingerror", "x"),
+                Class::Client,
+            ),
+            (
+                exception("moodle_exception", "usernametaken", "x"),
+                Class::Conflict,
+            ),
+            (
+                exception("moodle_exception", "emailalreadyexists", "x"),
+                Class::Conflict,
+            ),
+            (
+                exception(
+                    "dml_write_exception",
+                    "dmlwriteexception",
+                    "Error writing: deadlock detected",
+                ),
+                Class::Transient,
+            ),
+            (
+                exception(
+                    "dml_write_exception",
+                    "dmlwriteexception",
+                    "Lock wait timeout exceeded",
+                ),
+                Class::Transient,
+            ),
+            (
+                exception(
+                    "dml_write_exception",
+                    "dmlwriteexception",
+                    "duplicate key violates unique constraint",
+                ),
+                Class::Client,
+            ),
+            (MoodleError::Disabled, Class::Auth),
+            (
+                MoodleError::Http {
+                    status: 403,
+                    retry_after: None,
+                },
+                Class::Auth,
+            ),
+            (
+                MoodleError::Http {
+                    status: 503,
+                    retry_after: None,
+                },
+                Class::Transient,
+            ),
+            (
+                MoodleError::Http {
+                    status: 429,
+                    retry_after: None,
+                },
+                Class::Transient,
+            ),
+            (
+                MoodleError::Http {
+                    status: 404,
+                    retry_after: None,
+                },
+                Class::Client,
+            ),
+            (
+                MoodleError::Timeout(std::time::Duration::from_secs(10)),
+                Class::Transient,
+            ),
+        ];
+        for (error, class) in cases {
+            assert_eq!(Failure::moodle(&error).class, class, "{error}");
+        }
+        let f = Failure::moodle(&exception(
+            "x",
+            "invalidparameter",
+            "Invalid parameter value detected",
+        ));
+        assert_eq!(f.code, "invalidparameter");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! - [`site`]: one site's consume → validate → publish → ack loop.
 //! - [`acks`]: acknowledging finished deliveries in runs.
 //! - [`failure`]: the one place failures are classified and acted upon.
+//! - [`moodle`]: Moodle's REST web services (client, token, form encoding).
 //! - [`properties`]: properties and headers of what the worker publishes.
 //! - [`metrics`]: named instrumentation events (count and log).
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz`.
@@ -17,6 +18,7 @@ pub mod config;
 pub mod failure;
 pub mod http;
 pub mod metrics;
+pub mod moodle;
 pub mod properties;
 pub mod run;
 pub mod site;

@@ -1,0 +1,14 @@
+//! Moodle's REST web services as the worker uses them (DESIGN.md §4, §7).
+//!
+//! - [`form`]: PHP bracket notation for the POST body.
+//! - [`token`]: the web-service token, from a file (re-read when it changes) or
+//!   the environment.
+//! - [`client`]: one call: POST, parse success or Moodle's HTTP-200 error body,
+//!   one audit log line; errors are typed, and classified in [`crate::failure`].
+
+pub mod client;
+pub mod form;
+pub mod token;
+
+pub use client::{MoodleClient, MoodleError};
+pub use token::TokenSource;
