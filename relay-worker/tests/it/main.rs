@@ -3,6 +3,7 @@
 //! worker gets a vhost of its own.
 
 mod failures;
+mod moodle_client;
 mod pipeline;
 mod process;
 mod routing_on_broker;

@@ -113,12 +113,45 @@ pub async fn declare_topology(config: &Config) {
     let _ = conn.close(200, "declared".into()).await;
 }
 
-/// Worker logs in the test's captured output (`cargo test -- --nocapture` shows them).
+/// Everything the code under test logged in this process, for tests that
+/// check what must never be logged.
+static LOG: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+
+/// Writes each log line to [`LOG`] and to the test's captured output.
+struct Tee;
+
+impl std::io::Write for Tee {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOG.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
+        print!("{}", String::from_utf8_lossy(buf));
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// One subscriber for the whole test binary (set once; later calls do nothing):
+/// worker logs show in `cargo test -- --nocapture` and land in [`captured_log`].
 pub fn init_logging() {
     let _ = tracing_subscriber::fmt()
+        .json()
         .with_env_filter(tracing_subscriber::EnvFilter::new("info,lapin=warn"))
-        .with_test_writer()
+        .with_writer(|| Tee)
         .try_init();
+}
+
+/// The log lines so far that contain `marker` (e.g. a test's unique site id).
+pub fn captured_log(marker: &str) -> Vec<String> {
+    let log = LOG.lock().unwrap_or_else(|p| p.into_inner());
+    String::from_utf8_lossy(&log)
+        .lines()
+        .filter(|l| l.contains(marker))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// A worker running in this process.
