@@ -5,9 +5,13 @@
 //!   the environment.
 //! - [`client`]: one call: POST, parse success or Moodle's HTTP-200 error body,
 //!   one audit log line; errors are typed, and classified in [`crate::failure`].
+//! - [`throttle`]: how fast and how much at once one site may be called.
+//! - [`breaker`]: the per-site circuit breaker (errors or slow calls open it).
 
+pub mod breaker;
 pub mod client;
 pub mod form;
+pub mod throttle;
 pub mod token;
 
 pub use client::{MoodleClient, MoodleError};
