@@ -83,7 +83,7 @@ pub async fn export(
     }
     let seen = reader.seen();
     warn_if_short(&reader, queue, &stop);
-    reader.finish().await?;
+    reader.finish(broker).await?;
     match file {
         Some(mut f) => {
             f.flush().map_err(io)?;
@@ -131,13 +131,13 @@ pub async fn purge(
         }
         pending.push(delivery.delivery_tag);
         if pending.len() >= PURGE_BATCH {
-            removed += sync_then_ack(&mut file, &mut pending, &reader, &name).await?;
+            removed += sync_then_ack(&mut file, &mut pending, &mut reader, &name).await?;
         }
     }
-    removed += sync_then_ack(&mut file, &mut pending, &reader, &name).await?;
+    removed += sync_then_ack(&mut file, &mut pending, &mut reader, &name).await?;
     let seen = reader.seen();
     warn_if_short(&reader, queue, &stop);
-    reader.finish().await?;
+    reader.finish(broker).await?;
     let to = match backup {
         Some(_) => format!(", backup in {name}"),
         None => ", no backup".to_owned(),
@@ -150,7 +150,7 @@ pub async fn purge(
 async fn sync_then_ack(
     file: &mut Option<BufWriter<File>>,
     pending: &mut Vec<u64>,
-    reader: &Reader,
+    reader: &mut Reader,
     name: &str,
 ) -> Result<u64, Error> {
     if let Some(f) = file {

@@ -28,12 +28,13 @@ pub struct Cli {
         default_value = DEFAULT_AMQP_URL,
         hide_default_value = true,
         hide_env_values = true,
-        global = true
+        global = true,
+        help_heading = "Connection"
     )]
     pub amqp_url: String,
 
     /// The dead-letter queue to work on.
-    #[arg(long, default_value = DLQ_QUEUE, global = true)]
+    #[arg(long, default_value = DLQ_QUEUE, global = true, help_heading = "Connection")]
     pub queue: String,
 
     #[command(subcommand)]
@@ -118,6 +119,7 @@ pub enum Command {
 
 /// Which messages a command acts on. Repeat an option for alternatives.
 #[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Filters (repeat an option for alternatives)")]
 pub struct FilterArgs {
     /// Site id (x-relay-site).
     #[arg(long, value_name = "SITE")]

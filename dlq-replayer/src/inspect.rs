@@ -99,7 +99,7 @@ pub async fn list(
     }
     let seen = reader.seen();
     warn_if_short(&reader, queue, &stop);
-    reader.finish().await?;
+    reader.finish(broker).await?;
     match mode {
         ListMode::Summary => summary.write_table(out).map_err(io)?,
         ListMode::SummaryJson => summary.write_json(out).map_err(io)?,
@@ -140,7 +140,7 @@ pub async fn show(
     }
     let seen = reader.seen();
     warn_if_short(&reader, queue, &stop);
-    reader.finish().await?;
+    reader.finish(broker).await?;
     out.flush().map_err(io)?;
     if found == 0 {
         return Err(Error::NotFound {

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::io::{self, Write};
 
 use lapin::BasicProperties;
+use lapin::types::AMQPValue;
 use serde_json::{Value, json};
 
 use crate::codec::{Record, encode};
@@ -163,8 +164,9 @@ impl Summary {
     }
 }
 
-/// `show`: properties, headers (typed where the type is not obvious, see
-/// `codec.rs`) and the body, pretty-printed when it is JSON.
+/// `show`: properties, headers (as plain values: AMQP timestamps as RFC 3339
+/// times, tables as objects; `export` keeps the exact types) and the body,
+/// pretty-printed when it is JSON.
 pub fn show(out: &mut dyn Write, props: &BasicProperties, body: &[u8]) -> io::Result<()> {
     let record = Record::from_message(props, body);
     writeln!(out, "Properties:")?;
@@ -177,8 +179,11 @@ pub fn show(out: &mut dyn Write, props: &BasicProperties, body: &[u8]) -> io::Re
     writeln!(out, "Headers:")?;
     if let Some(headers) = props.headers() {
         for (k, v) in headers.inner() {
-            let value = serde_json::to_string_pretty(&encode(v)).unwrap_or_default();
-            writeln!(out, "  {k}: {}", indent(&plain_str(value), 2))?;
+            let value = match readable(v) {
+                Value::String(s) => s,
+                other => serde_json::to_string_pretty(&other).unwrap_or_default(),
+            };
+            writeln!(out, "  {k}: {}", indent(&value, 2))?;
         }
     }
     writeln!(out, "Body ({} bytes):", body.len())?;
@@ -207,10 +212,29 @@ fn plain(v: &Value) -> String {
     }
 }
 
-fn plain_str(json_text: String) -> String {
-    match serde_json::from_str::<Value>(&json_text) {
-        Ok(Value::String(s)) => s,
-        _ => json_text,
+/// An AMQP value for reading: numbers, text, times, objects and lists.
+fn readable(value: &AMQPValue) -> Value {
+    match value {
+        AMQPValue::Timestamp(t) => i64::try_from(*t)
+            .ok()
+            .and_then(|s| jiff::Timestamp::from_second(s).ok())
+            .map_or_else(|| json!(t), |at| json!(at.to_string())),
+        AMQPValue::FieldTable(t) => Value::Object(
+            t.inner()
+                .iter()
+                .map(|(k, v)| (k.to_string(), readable(v)))
+                .collect(),
+        ),
+        AMQPValue::FieldArray(a) => Value::Array(a.as_slice().iter().map(readable).collect()),
+        AMQPValue::ShortString(s) => json!(s.as_str()),
+        AMQPValue::LongString(s) => json!(String::from_utf8_lossy(s.as_bytes())),
+        other => match encode(other) {
+            // Typed numbers ({"i32": 5}) read as the number itself.
+            Value::Object(o) if o.len() == 1 && o.values().all(Value::is_number) => {
+                o.into_iter().map(|(_, v)| v).next().unwrap_or(Value::Null)
+            }
+            plain => plain,
+        },
     }
 }
 
@@ -288,6 +312,24 @@ mod tests {
                 .last()
                 .is_some_and(|l| l.starts_with("TOTAL") && l.ends_with('3'))
         );
+    }
+
+    #[test]
+    fn show_reads_x_death_as_plain_values() {
+        use lapin::types::{FieldArray, FieldTable};
+        let mut entry = FieldTable::default();
+        entry.insert("time".into(), AMQPValue::Timestamp(1_795_000_000));
+        entry.insert("count".into(), AMQPValue::LongLongInt(2));
+        entry.insert(
+            "queue".into(),
+            AMQPValue::LongString("relay.ingest.a".into()),
+        );
+        let death = AMQPValue::FieldArray(FieldArray::from(vec![AMQPValue::FieldTable(entry)]));
+        assert_eq!(
+            readable(&death),
+            json!([{"count": 2, "queue": "relay.ingest.a", "time": "2026-11-18T11:06:40Z"}])
+        );
+        assert_eq!(readable(&AMQPValue::LongInt(-3)), json!(-3));
     }
 
     #[test]

@@ -36,6 +36,10 @@ pub const PREFETCH: u16 = 256;
 /// initial depth was taken by someone else (another consumer of the queue).
 pub const IDLE: Duration = Duration::from_secs(5);
 
+/// How long [`Reader::finish`] waits for given-back messages to be ready again
+/// (less if someone else consumes the queue meanwhile).
+pub const SETTLE: Duration = Duration::from_secs(3);
+
 /// One pass over a queue.
 #[derive(Debug)]
 pub struct Reader {
@@ -47,6 +51,7 @@ pub struct Reader {
     /// Deliveries taken from the current consumer.
     taken: u32,
     held: u64,
+    acked: u64,
     /// True when the pass ended on [`IDLE`] before the initial depth.
     pub stopped_idle: bool,
 }
@@ -70,6 +75,7 @@ impl Reader {
             consumer: None,
             taken: 0,
             held: 0,
+            acked: 0,
             stopped_idle: false,
         })
     }
@@ -162,16 +168,34 @@ impl Reader {
     }
 
     /// Removes a message from the queue: call only once its copy is safe.
-    pub async fn ack(&self, delivery_tag: u64) -> Result<(), Error> {
+    pub async fn ack(&mut self, delivery_tag: u64) -> Result<(), Error> {
         self.channel
             .basic_ack(delivery_tag, BasicAckOptions { multiple: false })
             .await
-            .map_err(|e| Error::broker("acknowledging a message", e))
+            .map_err(|e| Error::broker("acknowledging a message", e))?;
+        self.acked += 1;
+        Ok(())
     }
 
     /// Gives back every message not acked, then closes the channel (which waits
-    /// for the broker, so every ack sent before has been processed).
-    pub async fn finish(mut self) -> Result<(), Error> {
+    /// for the broker, so every ack sent before has been processed), and waits
+    /// (up to [`SETTLE`]) until the queue shows them as ready again: a quorum
+    /// queue requeues asynchronously, and a command run right after this one
+    /// must see the whole queue.
+    pub async fn finish(mut self, broker: &Broker) -> Result<(), Error> {
+        self.give_back().await?;
+        let expected = u64::from(self.initial).saturating_sub(self.acked);
+        let deadline = tokio::time::Instant::now() + SETTLE;
+        while tokio::time::Instant::now() < deadline {
+            if u64::from(broker.depth(&self.queue).await?) >= expected {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
+    async fn give_back(&mut self) -> Result<(), Error> {
         if let Some(consumer) = self.consumer.take() {
             let _ = self
                 .channel

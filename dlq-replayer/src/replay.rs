@@ -289,7 +289,7 @@ impl Run<'_> {
         if let Some(publisher) = &self.publisher {
             let _ = publisher.close(200, "replay done".into()).await;
         }
-        self.reader.finish().await?;
+        self.reader.finish(self.broker).await?;
         let report = self.report;
         let not_replayed: u64 = report.not_replayed.values().sum();
         if options.dry_run {

@@ -140,3 +140,42 @@ async fn a_missing_queue_or_broker_is_named_without_the_password() {
     );
     assert!(!err.contains("s3cret"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_a_replay_cleanly_with_nothing_lost_or_doubled() {
+    let vhost = Vhost::new().await;
+    let catch = vhost.catch_all().await;
+    let all: BTreeSet<String> = seed(&vhost, 300).await.into_iter().map(|s| s.id).collect();
+    let child = Command::new(env!("CARGO_BIN_EXE_dlq-replayer"))
+        .args(["replay", "--yes", "--rate", "200"])
+        .env("RELAY_AMQP_URL", &vhost.url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn: {e}"));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let out = child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("wait: {e}"));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("interrupted"), "{}", stderr(&out));
+    let (in_dlq, replayed, duplicates) = account(&vhost, &catch, &all).await;
+    assert!(
+        replayed > 0 && in_dlq > 0,
+        "{replayed} replayed, {in_dlq} left"
+    );
+    assert_eq!(
+        duplicates, 0,
+        "a clean stop settles every confirm before closing"
+    );
+    assert!(
+        crate::support::stdout(&out)
+            .contains(&format!("replayed {replayed} of {replayed} matching")),
+        "{}",
+        crate::support::stdout(&out)
+    );
+}

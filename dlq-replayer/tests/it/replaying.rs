@@ -142,3 +142,80 @@ async fn unroutable_or_missing_targets_leave_messages_in_the_dlq() {
 
     assert_eq!(snapshot(&vhost, DLQ_QUEUE).await, before);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_the_broker_dead_lettered_is_listed_as_poison_and_replayed() {
+    use futures_util::StreamExt;
+    use lapin::BasicProperties;
+    use lapin::options::{BasicConsumeOptions, BasicNackOptions, BasicPublishOptions};
+    use lapin::types::FieldTable;
+    use relay_contract::routing::INGEST_EXCHANGE;
+
+    let vhost = Vhost::new().await;
+    vhost
+        .channel
+        .basic_publish(
+            INGEST_EXCHANGE.into(),
+            "a.user.created".into(),
+            BasicPublishOptions::default(),
+            br#"{"type":"moodle.user.created"}"#,
+            BasicProperties::default().with_message_id("poisoned".into()),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("publish: {e}"));
+    // Return it to relay.ingest.a (single active consumer: no basic.get) until
+    // its delivery limit sends it to the DLQ.
+    let channel = vhost
+        .conn
+        .create_channel()
+        .await
+        .unwrap_or_else(|e| panic!("channel: {e}"));
+    let mut consumer = channel
+        .basic_consume(
+            "relay.ingest.a".into(),
+            "poisoner".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("consume: {e}"));
+    let requeue = BasicNackOptions {
+        multiple: false,
+        requeue: true,
+    };
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while vhost.depth(DLQ_QUEUE).await == 0 && tokio::time::Instant::now() < deadline {
+        let next = tokio::time::timeout(std::time::Duration::from_millis(200), consumer.next());
+        if let Ok(Some(Ok(delivery))) = next.await {
+            delivery
+                .acker
+                .nack(requeue)
+                .await
+                .unwrap_or_else(|e| panic!("nack: {e}"));
+        }
+    }
+    let _ = channel.close(200, "poisoned".into()).await;
+    assert_eq!(vhost.depth(DLQ_QUEUE).await, 1, "never dead-lettered");
+    // Bound only now, so that it receives the replay and not the first publish.
+    let catch = vhost.catch_all().await;
+
+    let listed = ok(&vhost.run(&["list", "--json", "--class", "poison"]));
+    let v: serde_json::Value =
+        serde_json::from_str(listed.trim()).unwrap_or_else(|e| panic!("{listed}: {e}"));
+    assert_eq!(v["id"], "poisoned");
+    assert_eq!(v["site"], "a");
+    assert_eq!(v["type"], "moodle.user.created");
+    assert_eq!(v["code"], "delivery_limit");
+    assert_eq!(v["original_exchange"], "moodle.ingest");
+    assert_eq!(v["original_routing_key"], "a.user.created");
+    assert!(v["last_failed_at"].is_string(), "{v}");
+
+    ok(&vhost.run(&["replay", "--class", "poison", "--yes"]));
+    let replayed = snapshot(&vhost, &catch).await;
+    assert_eq!(replayed.keys().collect::<Vec<_>>(), ["poisoned"]);
+    assert_eq!(replayed["poisoned"].len(), 1);
+    assert_eq!(
+        header(&replayed["poisoned"][0].props, dlq::REPLAY_COUNT).as_deref(),
+        Some("1")
+    );
+}

@@ -327,6 +327,12 @@ pub async fn snapshot(vhost: &Vhost, queue: &str) -> BTreeMap<String, Vec<Conten
         });
     }
     let _ = channel.close(200, "snapshot".into()).await;
+    // A quorum queue requeues asynchronously: wait until all are ready again.
+    let total: usize = all.values().map(Vec::len).sum();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while (vhost.depth(queue).await as usize) < total && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     all
 }
 
