@@ -7,9 +7,11 @@
 //!   one audit log line; errors are typed, and classified in [`crate::failure`].
 //! - [`throttle`]: how fast and how much at once one site may be called.
 //! - [`breaker`]: the per-site circuit breaker (errors or slow calls open it).
+//! - [`coalesce`]: many concurrent lookups answered by one batched call.
 
 pub mod breaker;
 pub mod client;
+pub mod coalesce;
 pub mod form;
 pub mod throttle;
 pub mod token;
