@@ -6,7 +6,7 @@ use lapin::options::{ConfirmSelectOptions, ExchangeDeclareOptions, QueueDeclareO
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 
-use crate::error::{Error, is_not_found, redact_url};
+use crate::error::{Error, connect_error, is_not_found, redact_url};
 
 /// A connection, with the URL kept only in its redacted form.
 #[derive(Debug)]
@@ -23,10 +23,7 @@ impl Broker {
             ConnectionProperties::default().with_connection_name("dlq-replayer".into());
         let connection = Connection::connect(url, properties)
             .await
-            .map_err(|source| Error::Unreachable {
-                url: redacted.clone(),
-                source,
-            })?;
+            .map_err(|source| connect_error(redacted.clone(), source))?;
         Ok(Broker {
             connection,
             url: redacted,

@@ -28,6 +28,12 @@ pub enum Error {
     Unreachable { url: String, source: lapin::Error },
 
     #[error(
+        "RabbitMQ at {url} refused the connection: {reason}. Check the user, password \
+         and vhost (--amqp-url or RELAY_AMQP_URL)"
+    )]
+    Refused { url: String, reason: String },
+
+    #[error(
         "queue {queue:?} does not exist in this vhost ({url}); check --queue and the vhost in the URL"
     )]
     QueueNotFound { queue: String, url: String },
@@ -113,10 +119,26 @@ pub fn is_not_found(error: &lapin::Error) -> bool {
     matches!(soft_error(error), Some((AMQPSoftError::NOTFOUND, _)))
 }
 
+/// The error of a failed connection: refused by the broker (it answered), or
+/// unreachable.
+pub fn connect_error(url: String, source: lapin::Error) -> Error {
+    match source.kind() {
+        lapin::ErrorKind::ProtocolError(e) => Error::Refused {
+            url,
+            reason: e.get_message().as_str().trim_end_matches('.').to_owned(),
+        },
+        _ => Error::Unreachable { url, source },
+    }
+}
+
 /// `url` with the password of its `user:password@` part replaced by `***`.
+/// Text that is not a URL but has an `@` in it is hidden whole.
 pub fn redact_url(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
-        return url.to_owned();
+        return match url.contains('@') {
+            true => "(a malformed URL, not shown)".to_owned(),
+            false => url.to_owned(),
+        };
     };
     let authority_start = scheme_end + 3;
     let rest = &url[authority_start..];
@@ -155,6 +177,7 @@ mod tests {
         assert_eq!(redact_url("amqp://mq:5672/%2f"), "amqp://mq:5672/%2f");
         assert_eq!(redact_url("amqp://user@mq/%2f"), "amqp://user@mq/%2f");
         assert_eq!(redact_url("not a url"), "not a url");
+        assert_eq!(redact_url("amqp//u:pw@h"), "(a malformed URL, not shown)");
     }
 
     #[test]

@@ -24,7 +24,8 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::from(EXIT_OK),
         Err(e) => {
             let code = e.exit_code();
-            eprintln!("dlq-replayer: {:#}", anyhow::Error::from(e));
+            // Every message already names its cause; no chain to print.
+            eprintln!("dlq-replayer: {e}");
             ExitCode::from(code)
         }
     }

@@ -139,6 +139,14 @@ async fn a_missing_queue_or_broker_is_named_without_the_password() {
         "{err}"
     );
     assert!(!err.contains("s3cret"), "{err}");
+
+    let out = replayer("amqp://guest:guest@127.0.0.1:5672/no-such-vhost", &["list"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("refused the connection: NOT_ALLOWED - vhost no-such-vhost not found"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
