@@ -17,6 +17,7 @@ use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
 use lapin::Confirmation;
+use lapin::message::Delivery;
 use lapin::options::BasicPublishOptions;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel};
@@ -141,7 +142,6 @@ pub async fn replay(
     out: &mut dyn Write,
     mut stop: Stop,
 ) -> Result<(), Error> {
-    let io = |e| Error::file("stdout", e);
     let publisher = match options.dry_run {
         true => None,
         false => Some(broker.publisher().await?),
@@ -160,81 +160,26 @@ pub async fn replay(
             out,
             "Dry run: these messages would be replayed; nothing is changed."
         )
-        .map_err(io)?;
+        .map_err(stdout_error)?;
     }
     let mut pace = Pace::new(options.rate);
     let mut inflight: FuturesUnordered<Pending> = FuturesUnordered::new();
-    loop {
-        if options
-            .limit
-            .is_some_and(|limit| run.report.matched >= limit)
-        {
-            break;
-        }
+    while options.limit.is_none_or(|limit| run.report.matched < limit) {
         let Some(delivery) = next_or_stop(&mut run.reader, &mut stop).await? else {
             break;
         };
         run.bar.set_position(run.reader.seen());
-        let tag = delivery.delivery_tag;
-        let letter = DeadLetter::from_message(&delivery.properties, &delivery.data);
-        if !filter.matches(&letter) {
-            run.reader.hold(tag);
-            continue;
-        }
-        run.report.matched += 1;
-        let exchange = options.to_exchange.clone().or(letter.exchange.clone());
-        let (Some(exchange), Some(key)) = (exchange, letter.routing_key.clone()) else {
-            run.skip(tag, NO_ROUTE);
-            continue;
-        };
-        if options.dry_run {
-            output::route_row(out, &letter, &exchange, &key).map_err(io)?;
-            run.reader.hold(tag);
-            continue;
-        }
-        if !run.exchange_exists(&exchange).await? {
-            run.skip(tag, NO_EXCHANGE);
-            continue;
-        }
-        let (Ok(exchange), Ok(key)) = (ShortString::try_new(exchange), ShortString::try_new(key))
-        else {
-            run.skip(tag, NO_ROUTE);
-            continue;
-        };
-        pace.wait().await;
-        let props = replay_properties(&delivery.properties, &jiff::Timestamp::now().to_string());
-        let Some(publisher) = &run.publisher else {
-            break;
-        };
-        // Mandatory: a message no queue would receive is returned, not dropped.
-        let confirm = publisher
-            .basic_publish(
-                exchange,
-                key,
-                BasicPublishOptions {
-                    mandatory: true,
-                    immediate: false,
-                },
-                &delivery.data,
-                props,
-            )
-            .await
-            .map_err(|e| Error::broker("republishing a message", e))?;
-        drop(delivery);
-        inflight.push(Box::pin(confirm.map(move |c| (tag, c))));
-        while let Some(Some((tag, confirmation))) = inflight.next().now_or_never() {
-            run.settle(tag, confirmation).await?;
-        }
-        while inflight.len() >= WINDOW {
-            if let Some((tag, confirmation)) = inflight.next().await {
-                run.settle(tag, confirmation).await?;
-            }
+        if let Some(pending) = run.take(delivery, filter, options, out, &mut pace).await? {
+            inflight.push(pending);
+            run.settle(&mut inflight, WINDOW - 1).await?;
         }
     }
-    while let Some((tag, confirmation)) = inflight.next().await {
-        run.settle(tag, confirmation).await?;
-    }
+    run.settle(&mut inflight, 0).await?;
     run.finish(options, out, &stop).await
+}
+
+fn stdout_error(e: std::io::Error) -> Error {
+    Error::file("stdout", e)
 }
 
 impl Run<'_> {
@@ -257,8 +202,76 @@ impl Run<'_> {
         Ok(exists)
     }
 
-    /// Acks the DLQ copy once the republish is confirmed; otherwise keeps it.
+    /// Republishes one delivery if it matches and has a route; returns its
+    /// pending confirm, or `None` when the message stays in the DLQ.
+    async fn take(
+        &mut self,
+        delivery: Delivery,
+        filter: &Filter,
+        options: &Options,
+        out: &mut dyn Write,
+        pace: &mut Pace,
+    ) -> Result<Option<Pending>, Error> {
+        let tag = delivery.delivery_tag;
+        let letter = DeadLetter::from_message(&delivery.properties, &delivery.data);
+        if !filter.matches(&letter) {
+            self.reader.hold(tag);
+            return Ok(None);
+        }
+        self.report.matched += 1;
+        let exchange = options.to_exchange.clone().or(letter.exchange.clone());
+        let (Some(exchange), Some(key)) = (exchange, letter.routing_key.clone()) else {
+            self.skip(tag, NO_ROUTE);
+            return Ok(None);
+        };
+        if options.dry_run {
+            output::route_row(out, &letter, &exchange, &key).map_err(stdout_error)?;
+            self.reader.hold(tag);
+            return Ok(None);
+        }
+        if !self.exchange_exists(&exchange).await? {
+            self.skip(tag, NO_EXCHANGE);
+            return Ok(None);
+        }
+        let route = (ShortString::try_new(exchange), ShortString::try_new(key));
+        let ((Ok(exchange), Ok(key)), Some(publisher)) = (route, &self.publisher) else {
+            self.skip(tag, NO_ROUTE);
+            return Ok(None);
+        };
+        pace.wait().await;
+        let props = replay_properties(&delivery.properties, &jiff::Timestamp::now().to_string());
+        // Mandatory: a message no queue would receive is returned, not dropped.
+        let options = BasicPublishOptions {
+            mandatory: true,
+            immediate: false,
+        };
+        let confirm = publisher
+            .basic_publish(exchange, key, options, &delivery.data, props)
+            .await
+            .map_err(|e| Error::broker("republishing a message", e))?;
+        Ok(Some(Box::pin(confirm.map(move |c| (tag, c)))))
+    }
+
+    /// Settles confirms that have arrived, then waits for more until at most
+    /// `keep` are pending.
     async fn settle(
+        &mut self,
+        inflight: &mut FuturesUnordered<Pending>,
+        keep: usize,
+    ) -> Result<(), Error> {
+        while let Some(Some((tag, confirmation))) = inflight.next().now_or_never() {
+            self.settle_one(tag, confirmation).await?;
+        }
+        while inflight.len() > keep {
+            if let Some((tag, confirmation)) = inflight.next().await {
+                self.settle_one(tag, confirmation).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Acks the DLQ copy once the republish is confirmed; otherwise keeps it.
+    async fn settle_one(
         &mut self,
         tag: u64,
         confirmation: lapin::Result<Confirmation>,
@@ -282,7 +295,7 @@ impl Run<'_> {
         out: &mut dyn Write,
         stop: &Stop,
     ) -> Result<(), Error> {
-        let io = |e| Error::file("stdout", e);
+        let io = stdout_error;
         self.bar.finish_and_clear();
         let (seen, queue_depth) = (self.reader.seen(), self.reader.initial_depth());
         warn_if_short(&self.reader, "the queue", stop);

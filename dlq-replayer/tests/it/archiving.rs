@@ -111,5 +111,11 @@ async fn import_refuses_a_bad_file_before_publishing_anything() {
         stderr(&out)
     );
     assert_eq!(vhost.depth(DLQ_QUEUE).await, 0);
+    // An empty queue is read, not waited for.
+    let listed = ok(&vhost.run(&["list"]));
+    assert!(
+        listed.ends_with("(0 of 0 messages in relay.dlq)\n"),
+        "{listed}"
+    );
     let _ = std::fs::remove_file(file);
 }
