@@ -106,6 +106,10 @@ pub struct SiteConfig {
     /// (1–3600, default 30).
     #[serde(default = "defaults::auth_probe_interval_s")]
     pub auth_probe_interval_s: u64,
+    /// Seconds between `core_webservice_get_site_info` heartbeats, which drive
+    /// `relay_moodle_up` (5–3600, default 30). Only for sites with `moodle_url`.
+    #[serde(default = "defaults::heartbeat_s")]
+    pub heartbeat_s: u64,
     #[serde(default)]
     pub breaker: BreakerConfig,
     #[serde(default)]
@@ -159,6 +163,7 @@ impl SiteConfig {
             min_interval_ms: defaults::min_interval_ms(),
             request_timeout_ms: defaults::request_timeout_ms(),
             auth_probe_interval_s: defaults::auth_probe_interval_s(),
+            heartbeat_s: defaults::heartbeat_s(),
             breaker: BreakerConfig::default(),
             enrich: EnrichConfig::default(),
         }
@@ -179,6 +184,9 @@ mod defaults {
         10_000
     }
     pub(super) fn auth_probe_interval_s() -> u64 {
+        30
+    }
+    pub(super) fn heartbeat_s() -> u64 {
         30
     }
 }
@@ -460,6 +468,11 @@ impl SiteConfig {
             (1..=3600).contains(&self.auth_probe_interval_s),
             "auth_probe_interval_s",
             "must be 1-3600",
+        )?;
+        check(
+            (5..=3600).contains(&self.heartbeat_s),
+            "heartbeat_s",
+            "must be 5-3600",
         )?;
         let b = &self.breaker;
         check(

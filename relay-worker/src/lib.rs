@@ -5,7 +5,9 @@
 //! - [`topology`]: exchanges and queues, declared at start and exported.
 //! - [`run`]: connect, run every site, reconnect, shut down.
 //! - [`site`]: one site's consume → validate → publish → ack loop.
+//! - [`site_moodle`]: enrichment in flight, and pausing a site Moodle refuses.
 //! - [`acks`]: acknowledging finished deliveries in runs.
+//! - [`enrich`]: Moodle data added to events of sites with a `moodle_url`.
 //! - [`failure`]: the one place failures are classified and acted upon.
 //! - [`moodle`]: Moodle's REST web services (client, token, form encoding).
 //! - [`properties`]: properties and headers of what the worker publishes.
@@ -15,6 +17,7 @@
 
 pub mod acks;
 pub mod config;
+pub mod enrich;
 pub mod failure;
 pub mod http;
 pub mod metrics;
@@ -22,6 +25,7 @@ pub mod moodle;
 pub mod properties;
 pub mod run;
 pub mod site;
+pub mod site_moodle;
 pub mod topology;
 pub mod validate_cli;
 

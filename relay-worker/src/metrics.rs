@@ -119,3 +119,23 @@ pub fn reconnecting(error: &str, wait_s: f64) {
     broker_connected(false);
     tracing::warn!(error, wait_s, "broker connection lost; reconnecting");
 }
+
+/// A change conflicted with existing data; recorded on `<site>.conflict.<code>`.
+pub fn conflict(site: &str, failure: &Failure) {
+    counter!("relay_events_conflicts_total", "site" => site.to_owned(), "code" => failure.code.clone()).increment(1);
+    tracing::warn!(site, code = %failure.code, reason = %failure.message, "conflict recorded");
+}
+
+/// The site stopped (1) or resumed (0) taking deliveries, and why.
+pub fn site_paused(site: &str, reason: &'static str, paused: bool) {
+    gauge!("relay_site_paused", "site" => site.to_owned(), "reason" => reason).set(if paused {
+        1.0
+    } else {
+        0.0
+    });
+}
+
+/// The site's Moodle answered the heartbeat (1) or not (0).
+pub fn moodle_up(site: &str, up: bool) {
+    gauge!("relay_moodle_up", "site" => site.to_owned()).set(if up { 1.0 } else { 0.0 });
+}

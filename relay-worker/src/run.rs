@@ -16,6 +16,7 @@ use tokio::task::JoinSet;
 use crate::config::{Config, SiteConfig};
 use crate::http::{self, Readiness};
 use crate::metrics;
+use crate::moodle::site::MoodleSite;
 use crate::properties::redact;
 use crate::site::{SiteContext, SitePipeline};
 use crate::topology::{Topology, TopologyError, retry_steps};
@@ -32,6 +33,11 @@ pub enum RunError {
     Topology(#[from] TopologyError),
     #[error("schemas: {0}")]
     Schemas(#[from] relay_contract::validate::SchemaError),
+    #[error("site {site}: {source}")]
+    Moodle {
+        site: String,
+        source: crate::moodle::MoodleError,
+    },
 }
 
 /// A connection attempt ended.
@@ -122,20 +128,32 @@ fn contexts(config: &Config) -> Result<Vec<(SiteConfig, SiteContext)>, RunError>
     let validator = Arc::new(Validator::new()?.with_max_bytes(config.worker.max_event_bytes));
     let steps = Arc::new(retry_steps(config));
     let in_flight = Arc::new(Semaphore::new(config.worker.max_in_flight));
-    Ok(config
+    config
         .sites
         .iter()
         .map(|site| {
+            let moodle = MoodleSite::from_config(site).map_err(|source| RunError::Moodle {
+                site: site.id.to_string(),
+                source,
+            })?;
+            if let Some(m) = &moodle {
+                tokio::spawn(heartbeat(
+                    Arc::downgrade(m),
+                    Duration::from_secs(site.heartbeat_s),
+                ));
+            }
             let ctx = SiteContext {
                 site: site.id.clone(),
                 validator: validator.clone(),
                 retry_steps: steps.clone(),
                 in_flight: in_flight.clone(),
                 shutdown_grace: Duration::from_secs(config.worker.shutdown_grace_s),
+                moodle,
+                auth_probe_interval: Duration::from_secs(site.auth_probe_interval_s),
             };
-            (site.clone(), ctx)
+            Ok((site.clone(), ctx))
         })
-        .collect())
+        .collect()
 }
 
 /// One connection: declare, consume every site, until stopped or lost.
@@ -229,6 +247,18 @@ async fn start_site(
         .confirm_select(ConfirmSelectOptions::default())
         .await?;
     Ok(SitePipeline::new(ctx, consumer, consume, publish))
+}
+
+/// `core_webservice_get_site_info` every `every`, driving `relay_moodle_up`;
+/// ends when the site is dropped.
+async fn heartbeat(site: std::sync::Weak<MoodleSite>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let Some(site) = site.upgrade() else { return };
+        let up = site.probe().await.is_ok();
+        metrics::moodle_up(site.site.as_str(), up);
+    }
 }
 
 async fn wait_for(mut stop: watch::Receiver<bool>) {

@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::stream::{FuturesUnordered, StreamExt};
+use futures_util::stream::{FuturesOrdered, FuturesUnordered, StreamExt};
 use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicNackOptions, BasicPublishOptions};
 use lapin::{BasicProperties, Channel, Consumer, message::Delivery};
 use lapin::{Confirmation, PublisherConfirm};
@@ -22,7 +22,9 @@ use tokio::time::Instant;
 use crate::acks::Acks;
 use crate::failure::{Action, Failure, decide};
 use crate::metrics;
+use crate::moodle::site::{CallError, MoodleSite};
 use crate::properties::{self, Origin};
+use crate::site_moodle::{Enriched, PauseReason, Paused};
 use crate::topology::RetryStep;
 
 /// Where a message was published, awaiting the broker's confirm.
@@ -40,6 +42,9 @@ enum Stage {
     DeadLetter {
         failure: Failure,
     },
+    Conflict {
+        failure: Failure,
+    },
 }
 
 /// A delivery on its way, with the permit that counts it against `max_in_flight`.
@@ -48,6 +53,9 @@ struct InFlight {
     stage: Stage,
     _permit: OwnedSemaphorePermit,
 }
+
+type Enriching = FuturesOrdered<Pin<Box<dyn Future<Output = Enriched> + Send>>>;
+type Probe = Pin<Box<dyn Future<Output = Result<serde_json::Value, CallError>> + Send>>;
 
 type Pending =
     FuturesUnordered<Pin<Box<dyn Future<Output = (InFlight, lapin::Result<Confirmation>)> + Send>>>;
@@ -61,6 +69,10 @@ pub struct SiteContext {
     /// Global bound on events in flight across all sites.
     pub in_flight: Arc<Semaphore>,
     pub shutdown_grace: Duration,
+    /// The site's Moodle; `None` relays events as they are.
+    pub moodle: Option<Arc<MoodleSite>>,
+    /// Time between probes while paused for an auth failure.
+    pub auth_probe_interval: Duration,
 }
 
 /// Finished deliveries are acked in one frame once this many are waiting (or
@@ -77,6 +89,8 @@ pub struct SitePipeline {
     consume_channel: Channel,
     publish_channel: Channel,
     acks: Acks,
+    /// Set when a failure asks for the site to pause; acted on by the loop.
+    pause_request: Option<(PauseReason, Instant)>,
 }
 
 impl SitePipeline {
@@ -93,6 +107,7 @@ impl SitePipeline {
             consume_channel,
             publish_channel,
             acks: Acks::default(),
+            pause_request: None,
         }
     }
 
@@ -101,22 +116,37 @@ impl SitePipeline {
     /// back to the queue and are redelivered after reconnecting).
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) -> lapin::Result<()> {
         let mut pending: Pending = FuturesUnordered::new();
+        let mut enriching: Enriching = FuturesOrdered::new();
         let mut permit: Option<OwnedSemaphorePermit> = None;
-        let mut consuming = true;
+        // Taking new deliveries (false while paused or stopping).
+        let mut taking = true;
+        let mut stopping = false;
+        // After a pause cancelled the consumer: deliveries it still yields go back.
+        let mut draining_old = false;
+        let mut paused: Option<Paused> = None;
+        let mut probe: Option<Probe> = None;
         let mut deadline: Option<Instant> = None;
         let site = self.ctx.site.to_string();
         let mut ack_timer = tokio::time::interval(ACK_INTERVAL);
         ack_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            if !consuming && pending.is_empty() {
+            if stopping && pending.is_empty() && enriching.is_empty() {
                 break;
             }
-            let grace_over = async {
-                match deadline {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
+            if let Some((reason, retry_at)) = self.pause_request.take()
+                && !stopping
+            {
+                if taking {
+                    self.stop_consuming().await;
+                    taking = false;
+                    draining_old = true;
+                    permit = None;
                 }
-            };
+                let paused_now = paused.get_or_insert_with(|| Paused::start(&site, reason));
+                paused_now.next_probe = paused_now.next_probe.min(retry_at);
+            }
+            let grace_over = until(deadline);
+            let probe_due = until(paused.as_ref().map(|p| p.next_probe));
             tokio::select! {
                 biased;
                 Some((item, confirmation)) = pending.next() => {
@@ -124,34 +154,71 @@ impl SitePipeline {
                     if pending.is_empty() || self.acks.waiting() >= ACK_BATCH {
                         self.flush_acks().await?;
                     }
-                    metrics::in_flight(&site, pending.len());
+                    metrics::in_flight(&site, pending.len() + enriching.len());
+                }
+                Some(done) = enriching.next() => {
+                    self.enriched(done, &mut pending).await?;
                 }
                 _ = ack_timer.tick(), if self.acks.waiting() > 0 => self.flush_acks().await?,
-                changed = stop.changed(), if consuming => {
+                changed = stop.changed(), if !stopping => {
                     if changed.is_err() || *stop.borrow() {
-                        consuming = false;
+                        stopping = true;
                         deadline = Some(Instant::now() + self.ctx.shutdown_grace);
-                        self.stop_consuming().await;
+                        if taking {
+                            self.stop_consuming().await;
+                        }
+                        taking = false;
                         permit = None;
+                        paused = None;
+                        probe = None;
                     }
                 }
                 () = grace_over => {
-                    tracing::warn!(site, unfinished = pending.len(),
+                    tracing::warn!(site, unfinished = pending.len() + enriching.len(),
                         "shutdown grace period over; unfinished events return to the queue");
                     break;
                 }
-                acquired = self.ctx.in_flight.clone().acquire_owned(), if consuming && permit.is_none() => {
+                result = async { match probe.as_mut() { Some(p) => p.await, None => std::future::pending().await } },
+                    if probe.is_some() => {
+                    probe = None;
+                    if let Some(p) = paused.as_mut() {
+                        match p.probed(&site, result, self.ctx.auth_probe_interval) {
+                            true if !draining_old => {
+                                paused = None;
+                                self.resume_consuming().await?;
+                                taking = true;
+                            }
+                            true => p.next_probe = Instant::now() + Duration::from_millis(100),
+                            false => {}
+                        }
+                    }
+                }
+                () = probe_due, if paused.is_some() && probe.is_none() && !stopping => {
+                    if let Some(moodle) = self.ctx.moodle.clone() {
+                        probe = Some(Box::pin(async move { moodle.probe().await }));
+                    }
+                    if let Some(p) = paused.as_mut() {
+                        p.next_probe = Instant::now() + self.ctx.auth_probe_interval;
+                    }
+                }
+                acquired = self.ctx.in_flight.clone().acquire_owned(), if taking && permit.is_none() => {
                     // Closed only if the worker is going away.
                     permit = acquired.ok();
                 }
-                next = self.consumer.next(), if consuming && permit.is_some() => match next {
+                next = self.consumer.next(), if (taking && permit.is_some()) || draining_old => match next {
+                    Some(Ok(delivery)) if !taking => {
+                        // Delivered before the pause took effect: back to the queue.
+                        self.acks.received(delivery.delivery_tag);
+                        self.requeue(&delivery).await?;
+                    }
                     Some(Ok(delivery)) => {
                         let Some(p) = permit.take() else { continue };
                         metrics::consumed(&site);
-                        self.start(delivery, p, &mut pending).await?;
-                        metrics::in_flight(&site, pending.len());
+                        self.start(delivery, p, &mut pending, &mut enriching).await?;
+                        metrics::in_flight(&site, pending.len() + enriching.len());
                     }
                     Some(Err(e)) => return Err(e),
+                    None if draining_old => draining_old = false,
                     None => {
                         tracing::warn!(site, "the broker ended the consumer");
                         return Err(lapin::Error::from(lapin::ErrorKind::InvalidChannelState(
@@ -161,6 +228,9 @@ impl SitePipeline {
                     }
                 },
             }
+        }
+        if paused.is_some() {
+            Paused::end(&site);
         }
         self.close().await;
         Ok(())
@@ -172,9 +242,19 @@ impl SitePipeline {
         delivery: Delivery,
         permit: OwnedSemaphorePermit,
         pending: &mut Pending,
+        enriching: &mut Enriching,
     ) -> lapin::Result<()> {
         self.acks.received(delivery.delivery_tag);
         match self.check(&delivery) {
+            Ok(envelope) if self.ctx.moodle.is_some() => {
+                // In an ordered queue: published in delivery order once enriched.
+                if let Some(moodle) = self.ctx.moodle.clone() {
+                    enriching.push_back(Box::pin(Enriched::fetch(
+                        moodle, delivery, permit, envelope,
+                    )));
+                }
+                Ok(())
+            }
             Ok(envelope) => {
                 let routing_key =
                     RoutingKey::new(envelope.moodlesite.clone(), envelope.event_type).to_string();
@@ -190,6 +270,58 @@ impl SitePipeline {
                 Ok(())
             }
             Err(failure) => self.park(delivery, failure, permit, pending).await,
+        }
+    }
+
+    /// Publishes an enriched event, or acts on why its enrichment failed.
+    async fn enriched(&mut self, done: Enriched, pending: &mut Pending) -> lapin::Result<()> {
+        let Enriched {
+            delivery,
+            permit,
+            envelope,
+            result,
+        } = done;
+        match result {
+            Ok(body) => {
+                let body = body.unwrap_or_else(|| delivery.data.clone());
+                let routing_key =
+                    RoutingKey::new(envelope.moodlesite.clone(), envelope.event_type).to_string();
+                let props = properties::downstream(&envelope, &delivery.properties, now_s());
+                let confirm = self
+                    .publish(EVENTS_EXCHANGE, &routing_key, &body, props)
+                    .await?;
+                let stage = Stage::Downstream {
+                    envelope: Box::new(envelope),
+                    routing_key,
+                };
+                push(pending, delivery, stage, permit, confirm);
+                Ok(())
+            }
+            Err(error) => {
+                // A struggling Moodle pauses the site rather than burning retries.
+                let breaker_open = match &error {
+                    CallError::BreakerOpen { retry_at } => Some(*retry_at),
+                    CallError::Moodle(_) => self
+                        .ctx
+                        .moodle
+                        .as_ref()
+                        .and_then(|m| m.breaker_open_until()),
+                };
+                match (breaker_open, error) {
+                    (Some(retry_at), _) => {
+                        self.pause_request = Some((PauseReason::Breaker, retry_at));
+                        self.requeue(&delivery).await
+                    }
+                    (None, CallError::Moodle(e)) => {
+                        self.park(delivery, Failure::moodle(&e), permit, pending)
+                            .await
+                    }
+                    (None, CallError::BreakerOpen { retry_at }) => {
+                        self.pause_request = Some((PauseReason::Breaker, retry_at));
+                        self.requeue(&delivery).await
+                    }
+                }
+            }
         }
     }
 
@@ -276,11 +408,33 @@ impl SitePipeline {
                     confirm,
                 );
             }
-            // Produced by Moodle calls (the enrichment step); until a site can be
-            // paused, such a message is returned to its queue untouched.
-            Action::PauseSite | Action::RecordConflict => {
-                tracing::error!(site = %self.ctx.site, failure = %failure, "no handler for this failure yet; message requeued");
+            Action::PauseSite => {
+                // The token or the service is refused: nothing is wrong with the
+                // event. Back to the queue, and the whole site stops.
+                let next_probe = Instant::now() + self.ctx.auth_probe_interval;
+                self.pause_request = Some((PauseReason::Auth(failure.code.clone()), next_probe));
                 self.requeue(&delivery).await?;
+            }
+            Action::RecordConflict => {
+                let key = relay_contract::routing::conflict_key(&self.ctx.site, &failure.code);
+                let props = properties::failed(
+                    &delivery.properties,
+                    &failure,
+                    &origin,
+                    attempts,
+                    None,
+                    &now,
+                );
+                let confirm = self
+                    .publish(EVENTS_EXCHANGE, &key, &delivery.data, props)
+                    .await?;
+                push(
+                    pending,
+                    delivery,
+                    Stage::Conflict { failure },
+                    permit,
+                    confirm,
+                );
             }
         }
         Ok(())
@@ -350,7 +504,12 @@ impl SitePipeline {
                 self.acks.finished(delivery.delivery_tag);
                 Ok(())
             }
-            Stage::Retry { .. } | Stage::DeadLetter { .. } => {
+            Stage::Conflict { failure } if accepted => {
+                metrics::conflict(site, &failure);
+                self.acks.finished(delivery.delivery_tag);
+                Ok(())
+            }
+            Stage::Retry { .. } | Stage::DeadLetter { .. } | Stage::Conflict { .. } => {
                 // The broker would not take it; it stays ours. Back to the queue:
                 // the delivery limit stops this from looping forever.
                 metrics::park_refused(site, if returned { "unroutable" } else { "nacked" });
@@ -395,6 +554,26 @@ impl SitePipeline {
         self.consume_channel
             .basic_nack(delivery.delivery_tag, options)
             .await
+    }
+
+    /// Starts taking deliveries again after a pause, with a new consumer.
+    async fn resume_consuming(&mut self) -> lapin::Result<()> {
+        let tag = format!(
+            "relay-worker.{}.{}.{}",
+            self.ctx.site,
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        );
+        self.consumer = self
+            .consume_channel
+            .basic_consume(
+                self.consumer.queue(),
+                tag.into(),
+                lapin::options::BasicConsumeOptions::default(),
+                lapin::types::FieldTable::default(),
+            )
+            .await?;
+        Ok(())
     }
 
     /// Stops new deliveries; those already received are still finished.
@@ -450,6 +629,14 @@ fn check_properties(props: &BasicProperties, envelope: &Envelope) -> Result<(), 
             "content_type is missing; it must be {:?}",
             relay_contract::CLOUDEVENTS_CONTENT_TYPE
         ))),
+    }
+}
+
+/// Resolves at `at`, or never.
+async fn until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

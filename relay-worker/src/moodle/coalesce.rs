@@ -21,13 +21,12 @@ use super::client::MoodleError;
 /// One id's answer.
 pub type Answer = Result<Option<Value>, MoodleError>;
 
-/// Performs one batched call: given ids, returns the rows Moodle gave (each
-/// with an `id` field) or the call's error.
-pub type BatchCall = Arc<
-    dyn Fn(Vec<i64>) -> Pin<Box<dyn Future<Output = Result<Vec<Value>, MoodleError>> + Send>>
-        + Send
-        + Sync,
->;
+/// One batched call in progress: the rows Moodle gave (each with an `id`
+/// field) or the call's error.
+pub type BatchFuture = Pin<Box<dyn Future<Output = Result<Vec<Value>, MoodleError>> + Send>>;
+
+/// Performs one batched call for the given ids.
+pub type BatchCall = Arc<dyn Fn(Vec<i64>) -> BatchFuture + Send + Sync>;
 
 struct Request {
     id: i64,

@@ -8,11 +8,13 @@
 //! - [`throttle`]: how fast and how much at once one site may be called.
 //! - [`breaker`]: the per-site circuit breaker (errors or slow calls open it).
 //! - [`coalesce`]: many concurrent lookups answered by one batched call.
+//! - [`site`]: a site's calls through breaker, throttle and client; its lookups.
 
 pub mod breaker;
 pub mod client;
 pub mod coalesce;
 pub mod form;
+pub mod site;
 pub mod throttle;
 pub mod token;
 

@@ -24,11 +24,20 @@ pub struct Limits {
     pub min_interval: Duration,
 }
 
+/// Added to the spacing so that network jitter never makes two calls arrive at
+/// Moodle closer together than the limits allow.
+const SPACING_MARGIN: Duration = Duration::from_millis(5);
+
 impl Limits {
     /// The spacing between two call starts that satisfies both rate limits.
     pub fn spacing(&self) -> Duration {
         let per_minute = Duration::from_secs(60) / self.max_calls_per_minute.max(1);
-        self.min_interval.max(per_minute)
+        let spacing = self.min_interval.max(per_minute);
+        if spacing.is_zero() {
+            spacing
+        } else {
+            spacing + SPACING_MARGIN
+        }
     }
 }
 
@@ -130,8 +139,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn starts_are_spaced_by_the_stricter_limit() {
-        assert_eq!(limits(2, 600, 100).spacing(), Duration::from_millis(100));
-        assert_eq!(limits(2, 120, 100).spacing(), Duration::from_millis(500));
+        assert_eq!(limits(2, 600, 100).spacing(), Duration::from_millis(105));
+        assert_eq!(limits(2, 120, 100).spacing(), Duration::from_millis(505));
         let throttle = Throttle::new(limits(2, 600, 100));
         let (starts, _) = run(&throttle, 40, Duration::from_millis(10)).await;
         for pair in starts.windows(2) {

@@ -2,6 +2,7 @@
 //! (`RELAY_TEST_AMQP_URL`, default the local broker); each test that runs a
 //! worker gets a vhost of its own.
 
+mod enrichment;
 mod failures;
 mod moodle_client;
 mod pipeline;

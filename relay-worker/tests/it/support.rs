@@ -144,7 +144,8 @@ pub fn init_logging() {
         .try_init();
 }
 
-/// The log lines so far that contain `marker` (e.g. a test's unique site id).
+/// The log lines so far that contain `marker` (e.g. a test's unique site id;
+/// "" for every line).
 pub fn captured_log(marker: &str) -> Vec<String> {
     let log = LOG.lock().unwrap_or_else(|p| p.into_inner());
     String::from_utf8_lossy(&log)
@@ -261,8 +262,11 @@ pub fn plugin_properties(id: &str) -> BasicProperties {
         .with_app_id("local_eventrelay".into())
 }
 
+/// A message to publish: routing key, body, properties.
+pub type Message = (String, Vec<u8>, BasicProperties);
+
 /// Publishes to `moodle.ingest` as the plugin would, waiting for confirms.
-pub async fn publish_ingest(channel: &Channel, messages: &[(String, Vec<u8>, BasicProperties)]) {
+pub async fn publish_ingest(channel: &Channel, messages: &[Message]) {
     channel
         .confirm_select(ConfirmSelectOptions::default())
         .await

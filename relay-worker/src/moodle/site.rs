@@ -1,0 +1,238 @@
+//! One Moodle site as the pipeline sees it: every call goes through the
+//! circuit breaker, then the throttle, then the client, and its outcome feeds
+//! the breaker, the `Retry-After` pause and the metrics. Also the site's
+//! lookups: coalesced users and courses, and course completion status.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram};
+use relay_contract::SiteId;
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use super::breaker::{Admit, Breaker};
+use super::client::{MoodleClient, MoodleError};
+use super::coalesce::{BatchCall, BatchFuture, Coalescer};
+use super::throttle::{Limits, Throttle};
+use super::token::TokenSource;
+use crate::config::{EnrichConfig, SiteConfig};
+use crate::failure::{Class, Failure};
+
+/// Why a call did not happen or did not work.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallError {
+    #[error(transparent)]
+    Moodle(#[from] MoodleError),
+    /// The breaker is open: the site is struggling; try again after `retry_at`.
+    #[error("the circuit breaker of this site is open")]
+    BreakerOpen { retry_at: Instant },
+}
+
+/// A configured Moodle site.
+#[derive(Debug)]
+pub struct MoodleSite {
+    pub site: SiteId,
+    pub enrich: EnrichConfig,
+    client: MoodleClient,
+    throttle: Throttle,
+    breaker: Mutex<Breaker>,
+    users: Mutex<Option<Coalescer>>,
+    courses: Mutex<Option<Coalescer>>,
+    /// Moodle refused our credentials: further calls are answered with that
+    /// refusal without reaching Moodle, until a probe gets through.
+    refused: Mutex<Option<MoodleError>>,
+}
+
+impl MoodleSite {
+    /// The site's Moodle, or `None` for a pass-through site (no `moodle_url`).
+    pub fn from_config(config: &SiteConfig) -> Result<Option<Arc<MoodleSite>>, MoodleError> {
+        let Some(url) = &config.moodle_url else {
+            return Ok(None);
+        };
+        let token = match (&config.token_file, &config.token_env) {
+            (Some(path), _) => TokenSource::file(path),
+            (None, Some(var)) => TokenSource::Env(var.clone()),
+            (None, None) => TokenSource::None,
+        };
+        let timeout = Duration::from_millis(config.request_timeout_ms);
+        let client = MoodleClient::new(config.id.clone(), url, token, timeout)?;
+        let limits = Limits {
+            max_concurrency: config.max_concurrency,
+            max_calls_per_minute: config.max_calls_per_minute,
+            min_interval: Duration::from_millis(config.min_interval_ms),
+        };
+        let site = Arc::new(MoodleSite {
+            site: config.id.clone(),
+            enrich: config.enrich.clone(),
+            client,
+            throttle: Throttle::new(limits),
+            breaker: Mutex::new(Breaker::new(&config.breaker)),
+            users: Mutex::new(None),
+            courses: Mutex::new(None),
+            refused: Mutex::new(None),
+        });
+        gauge!("relay_breaker_state", "site" => site.site.to_string()).set(0.0);
+        Ok(Some(site))
+    }
+
+    /// One call, through breaker and throttle.
+    pub async fn call(&self, function: &str, args: &Value) -> Result<Value, CallError> {
+        let refusal = self
+            .refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(refusal) = refusal {
+            return Err(CallError::Moodle(refusal));
+        }
+        self.send(function, args).await
+    }
+
+    async fn send(&self, function: &str, args: &Value) -> Result<Value, CallError> {
+        let admit = self.lock_breaker().admit(Instant::now());
+        if let Admit::No { retry_at } = admit {
+            return Err(CallError::BreakerOpen { retry_at });
+        }
+        self.breaker_gauge();
+        let _permit = self.throttle.acquire().await;
+        let started = Instant::now();
+        let result = self.client.call(function, args).await;
+        let took = started.elapsed();
+        let (outcome, struggling) = match &result {
+            Ok(_) => ("ok".to_owned(), false),
+            Err(e) => {
+                let failure = Failure::moodle(e);
+                if failure.class == Class::Auth {
+                    *self.refused.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.clone());
+                }
+                if let Some(wait) = e.retry_after() {
+                    self.throttle.pause_for(wait);
+                }
+                (failure.code, failure.class == Class::Transient)
+            }
+        };
+        self.lock_breaker().record(Instant::now(), took, struggling);
+        self.breaker_gauge();
+        let site = self.site.to_string();
+        counter!("relay_moodle_calls_total", "site" => site.clone(), "function" => function.to_owned(), "outcome" => outcome)
+            .increment(1);
+        histogram!("relay_moodle_call_duration_seconds", "site" => site, "function" => function.to_owned())
+            .record(took.as_secs_f64());
+        Ok(result?)
+    }
+
+    /// `core_webservice_get_site_info`: the heartbeat and the probe. It always
+    /// reaches Moodle, and its success lifts a credentials refusal.
+    pub async fn probe(&self) -> Result<Value, CallError> {
+        let answer = self.send("core_webservice_get_site_info", &json!({})).await;
+        if answer.is_ok() {
+            *self.refused.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
+        answer
+    }
+
+    /// The user's record (`None` if Moodle has no such user any more).
+    pub async fn user(self: &Arc<Self>, id: i64) -> Result<Option<Value>, CallError> {
+        let coalescer = self.coalescer(&self.users, |site, ids| {
+            Box::pin(async move {
+                let answer = site
+                    .call(
+                        "core_user_get_users_by_field",
+                        &json!({"field": "id", "values": ids}),
+                    )
+                    .await;
+                rows(answer, None)
+            })
+        });
+        Ok(coalescer.lookup(id).await?)
+    }
+
+    /// The course's record.
+    pub async fn course(self: &Arc<Self>, id: i64) -> Result<Option<Value>, CallError> {
+        let coalescer = self.coalescer(&self.courses, |site, ids| {
+            Box::pin(async move {
+                let value = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+                let answer = site
+                    .call(
+                        "core_course_get_courses_by_field",
+                        &json!({"field": "ids", "value": value}),
+                    )
+                    .await;
+                rows(answer, Some("courses"))
+            })
+        });
+        Ok(coalescer.lookup(id).await?)
+    }
+
+    /// `core_completion_get_course_completion_status` for one user and course.
+    pub async fn completion(&self, course: i64, user: i64) -> Result<Value, CallError> {
+        self.call(
+            "core_completion_get_course_completion_status",
+            &json!({"courseid": course, "userid": user}),
+        )
+        .await
+    }
+
+    fn coalescer(
+        self: &Arc<Self>,
+        slot: &Mutex<Option<Coalescer>>,
+        batch: fn(Arc<MoodleSite>, Vec<i64>) -> BatchFuture,
+    ) -> Coalescer {
+        let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = slot.as_ref() {
+            return c.clone();
+        }
+        // A weak reference: the coalescer's task must not keep the site alive.
+        let weak = Arc::downgrade(self);
+        let call: BatchCall = Arc::new(move |ids| match weak.upgrade() {
+            Some(site) => batch(site, ids),
+            None => Box::pin(async { Err(MoodleError::Connect("site is gone".into())) }),
+        });
+        let c = Coalescer::start(
+            call,
+            self.enrich.batch_max,
+            Duration::from_millis(self.enrich.batch_wait_ms),
+        );
+        *slot = Some(c.clone());
+        c
+    }
+
+    /// When the breaker will next let a call through, if it is open now.
+    pub fn breaker_open_until(&self) -> Option<Instant> {
+        match self.lock_breaker().state() {
+            super::breaker::State::Open { until } => Some(until),
+            super::breaker::State::HalfOpen => Some(Instant::now()),
+            super::breaker::State::Closed => None,
+        }
+    }
+
+    fn lock_breaker(&self) -> std::sync::MutexGuard<'_, Breaker> {
+        self.breaker.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn breaker_gauge(&self) {
+        let state = self.lock_breaker().state().gauge();
+        gauge!("relay_breaker_state", "site" => self.site.to_string()).set(state);
+    }
+}
+
+/// Rows of a list answer (`field` names the list inside an object answer).
+/// A breaker refusal is reported as a transient HTTP 503 to the batch.
+fn rows(answer: Result<Value, CallError>, field: Option<&str>) -> Result<Vec<Value>, MoodleError> {
+    let value = match answer {
+        Ok(v) => v,
+        Err(CallError::Moodle(e)) => return Err(e),
+        Err(CallError::BreakerOpen { .. }) => {
+            return Err(MoodleError::Http {
+                status: 503,
+                retry_after: None,
+            });
+        }
+    };
+    let list = match field {
+        Some(f) => value.get(f).cloned().unwrap_or(Value::Null),
+        None => value,
+    };
+    Ok(list.as_array().cloned().unwrap_or_default())
+}
