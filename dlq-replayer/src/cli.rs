@@ -46,14 +46,14 @@ pub enum Command {
     /// List matching messages: a table, JSON lines (--json) or counts by
     /// site × class × code (--summary). Changes nothing.
     List {
-        #[command(flatten)]
-        filter: FilterArgs,
         /// One JSON object per line instead of a table.
         #[arg(long)]
         json: bool,
         /// Counts by site, class and code instead of one line per message.
         #[arg(long)]
         summary: bool,
+        #[command(flatten)]
+        filter: FilterArgs,
     },
     /// Show one message (by message id): properties, headers and the
     /// pretty-printed body. Changes nothing.
@@ -65,8 +65,6 @@ pub enum Command {
     /// with attempts reset; each is removed from the queue only after the broker
     /// confirmed its republish.
     Replay {
-        #[command(flatten)]
-        filter: FilterArgs,
         /// Show what would be replayed, and change nothing.
         #[arg(long)]
         dry_run: bool,
@@ -82,12 +80,12 @@ pub enum Command {
         /// Do not ask for confirmation (needed when stdin is not a terminal).
         #[arg(long, short = 'y')]
         yes: bool,
+        #[command(flatten)]
+        filter: FilterArgs,
     },
     /// Remove matching messages, after writing them to a backup file
     /// (JSON lines, the `export` format) unless --no-backup.
     Purge {
-        #[command(flatten)]
-        filter: FilterArgs,
         /// Required: purging cannot be undone without the backup.
         #[arg(long, short = 'y')]
         yes: bool,
@@ -97,15 +95,17 @@ pub enum Command {
         /// Remove without writing a backup first.
         #[arg(long)]
         no_backup: bool,
+        #[command(flatten)]
+        filter: FilterArgs,
     },
     /// Write matching messages as JSON lines (body, properties and headers,
     /// exactly). Changes nothing.
     Export {
-        #[command(flatten)]
-        filter: FilterArgs,
         /// The file to write, or - for stdout.
         #[arg(long, short = 'o', value_name = "FILE", default_value = "-")]
         output: PathBuf,
+        #[command(flatten)]
+        filter: FilterArgs,
     },
     /// Publish messages from a JSON-lines file (from export or a purge backup)
     /// into the queue, with publisher confirms.
