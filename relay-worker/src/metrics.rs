@@ -15,6 +15,10 @@ const LAG_BUCKETS: [f64; 12] = [
     0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 60.0, 600.0, 86_400.0,
 ];
 
+/// Buckets of `relay_moodle_call_duration_seconds`: around the breaker's
+/// default slow-call threshold (2 s) and the default timeout (10 s).
+const CALL_BUCKETS: [f64; 10] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0];
+
 /// Installs the Prometheus recorder once per process and returns its handle.
 pub fn install() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -25,6 +29,12 @@ pub fn install() -> PrometheusHandle {
                     Matcher::Full("relay_event_lag_seconds".into()),
                     &LAG_BUCKETS,
                 )
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("relay_moodle_call_duration_seconds".into()),
+                        &CALL_BUCKETS,
+                    )
+                })
                 .map(PrometheusBuilder::build_recorder);
             match recorder {
                 Ok(recorder) => {

@@ -131,7 +131,14 @@ async fn two_thousand_user_events_stay_within_the_site_limits_and_share_lookups(
         "token in the logs"
     );
     assert!(!metrics.contains(TOKEN), "token in /metrics");
-    assert!(metrics.contains("relay_moodle_calls_total{site=\"lms-e\",function=\"core_user_get_users_by_field\",outcome=\"ok\"}"));
+    for name in [
+        "relay_moodle_calls_total{site=\"lms-e\",function=\"core_user_get_users_by_field\",outcome=\"ok\"}",
+        "relay_moodle_call_duration_seconds_bucket{site=\"lms-e\",function=\"core_user_get_users_by_field\"",
+        "relay_moodle_up{site=\"lms-e\"} 1",
+        "relay_breaker_state{site=\"lms-e\"} 0",
+    ] {
+        assert!(metrics.contains(name), "/metrics lacks {name}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
