@@ -1,0 +1,329 @@
+//! What happens to each delivery of a site: validation, publishing downstream
+//! (after enrichment when the site has a Moodle), parking a failure in a delay
+//! queue, the DLQ or a conflict key, and settling on the broker's confirm.
+
+use lapin::message::Delivery;
+use lapin::options::BasicPublishOptions;
+use lapin::{BasicProperties, Confirmation, PublisherConfirm};
+use relay_contract::routing::{DLQ_QUEUE, EVENTS_EXCHANGE, RETRY_EXCHANGE};
+use relay_contract::{Envelope, RoutingKey};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
+
+use super::{
+    Enriching, InFlight, Pending, SitePipeline, Stage, check_properties, now_s, pick, push,
+};
+use crate::failure::{Action, Failure, decide};
+use crate::metrics;
+use crate::moodle::site::CallError;
+use crate::properties::{self, Origin};
+use crate::site_moodle::{Enriched, PauseReason};
+
+impl SitePipeline {
+    /// Validates a new delivery and publishes it downstream, or parks it.
+    pub(super) async fn start(
+        &mut self,
+        delivery: Delivery,
+        permit: OwnedSemaphorePermit,
+        pending: &mut Pending,
+        enriching: &mut Enriching,
+    ) -> lapin::Result<()> {
+        self.acks.received(delivery.delivery_tag);
+        match self.check(&delivery) {
+            Ok(envelope) if self.ctx.moodle.is_some() => {
+                // In an ordered queue: published in delivery order once enriched.
+                if let Some(moodle) = self.ctx.moodle.clone() {
+                    enriching.push_back(Box::pin(Enriched::fetch(
+                        moodle, delivery, permit, envelope,
+                    )));
+                }
+                Ok(())
+            }
+            Ok(envelope) => {
+                self.publish_downstream(delivery, permit, envelope, None, pending)
+                    .await
+            }
+            Err(failure) => self.park(delivery, failure, permit, pending).await,
+        }
+    }
+
+    /// Publishes a valid event to `moodle.events`: `body` if it was enriched,
+    /// else the delivery's own bytes.
+    async fn publish_downstream(
+        &mut self,
+        delivery: Delivery,
+        permit: OwnedSemaphorePermit,
+        envelope: Envelope,
+        body: Option<Vec<u8>>,
+        pending: &mut Pending,
+    ) -> lapin::Result<()> {
+        let routing_key =
+            RoutingKey::new(envelope.moodlesite.clone(), envelope.event_type).to_string();
+        let props = properties::downstream(&envelope, &delivery.properties, now_s());
+        let body = body.as_deref().unwrap_or(&delivery.data);
+        let confirm = self
+            .publish(EVENTS_EXCHANGE, &routing_key, body, props)
+            .await?;
+        let stage = Stage::Downstream {
+            envelope: Box::new(envelope),
+            routing_key,
+        };
+        push(pending, delivery, stage, permit, confirm);
+        Ok(())
+    }
+
+    /// Publishes an enriched event, or acts on why its enrichment failed.
+    pub(super) async fn enriched(
+        &mut self,
+        done: Enriched,
+        pending: &mut Pending,
+    ) -> lapin::Result<()> {
+        let Enriched {
+            delivery,
+            permit,
+            envelope,
+            result,
+        } = done;
+        match result {
+            Ok(body) => {
+                self.publish_downstream(delivery, permit, envelope, body, pending)
+                    .await
+            }
+            Err(error) => {
+                // A struggling Moodle pauses the site rather than burning retries.
+                let breaker_open = match &error {
+                    CallError::BreakerOpen { retry_at } => Some(*retry_at),
+                    CallError::Moodle(_) => self
+                        .ctx
+                        .moodle
+                        .as_ref()
+                        .and_then(|m| m.breaker_open_until()),
+                };
+                match (breaker_open, error) {
+                    (Some(retry_at), _) => {
+                        self.pause_request = Some((PauseReason::Breaker, retry_at));
+                        self.requeue(&delivery).await
+                    }
+                    (None, CallError::Moodle(e)) => {
+                        self.park(delivery, Failure::moodle(&e), permit, pending)
+                            .await
+                    }
+                    (None, CallError::BreakerOpen { retry_at }) => {
+                        self.pause_request = Some((PauseReason::Breaker, retry_at));
+                        self.requeue(&delivery).await
+                    }
+                }
+            }
+        }
+    }
+
+    /// Decodes and validates; a valid event must also belong to this site and
+    /// carry the routing key its content implies.
+    fn check(&self, delivery: &Delivery) -> Result<Envelope, Failure> {
+        let envelope = self
+            .ctx
+            .validator
+            .validate_bytes(&delivery.data)
+            .map_err(|invalid| Failure::invalid(&invalid))?;
+        if envelope.moodlesite != self.ctx.site {
+            return Err(Failure::misrouted(format!(
+                "event of site {:?} arrived on the queue of site {:?}",
+                envelope.moodlesite.as_str(),
+                self.ctx.site.as_str()
+            )));
+        }
+        check_properties(&delivery.properties, &envelope)?;
+        let expected =
+            RoutingKey::new(envelope.moodlesite.clone(), envelope.event_type).to_string();
+        if delivery.routing_key.as_str() != expected {
+            return Err(Failure::misrouted(format!(
+                "routing key {:?} does not match the event, which needs {expected:?}",
+                delivery.routing_key.as_str()
+            )));
+        }
+        Ok(envelope)
+    }
+
+    /// Sends a failed delivery where [`decide`] says: a delay queue or the DLQ.
+    /// The input is acked when that publish is confirmed.
+    async fn park(
+        &mut self,
+        delivery: Delivery,
+        failure: Failure,
+        permit: OwnedSemaphorePermit,
+        pending: &mut Pending,
+    ) -> lapin::Result<()> {
+        let attempts = properties::attempts(&delivery.properties);
+        let origin = Origin {
+            site: self.ctx.site.as_str(),
+            exchange: delivery.exchange.as_str(),
+            routing_key: delivery.routing_key.as_str(),
+        };
+        let now = jiff::Timestamp::now().to_string();
+        match decide(failure.class, attempts, self.ctx.retry_steps.len()) {
+            Action::Retry { step } => {
+                let queue = pick(&self.ctx.retry_steps[step].queues).to_owned();
+                let props = properties::failed(
+                    &delivery.properties,
+                    &failure,
+                    &origin,
+                    attempts + 1,
+                    Some(&queue),
+                    &now,
+                );
+                let key = delivery.routing_key.to_string();
+                let confirm = self
+                    .publish(RETRY_EXCHANGE, &key, &delivery.data, props)
+                    .await?;
+                let stage = Stage::Retry {
+                    failure,
+                    attempt: attempts + 1,
+                    queue,
+                };
+                push(pending, delivery, stage, permit, confirm);
+            }
+            Action::DeadLetter => {
+                let props = properties::failed(
+                    &delivery.properties,
+                    &failure,
+                    &origin,
+                    attempts,
+                    None,
+                    &now,
+                );
+                let confirm = self.publish("", DLQ_QUEUE, &delivery.data, props).await?;
+                push(
+                    pending,
+                    delivery,
+                    Stage::DeadLetter { failure },
+                    permit,
+                    confirm,
+                );
+            }
+            Action::PauseSite => {
+                // The token or the service is refused: nothing is wrong with the
+                // event. Back to the queue, and the whole site stops.
+                let next_probe = Instant::now() + self.ctx.auth_probe_interval;
+                self.pause_request = Some((PauseReason::Auth(failure.code.clone()), next_probe));
+                self.requeue(&delivery).await?;
+            }
+            Action::RecordConflict => {
+                let key = relay_contract::routing::conflict_key(&self.ctx.site, &failure.code);
+                let props = properties::failed(
+                    &delivery.properties,
+                    &failure,
+                    &origin,
+                    attempts,
+                    None,
+                    &now,
+                );
+                let confirm = self
+                    .publish(EVENTS_EXCHANGE, &key, &delivery.data, props)
+                    .await?;
+                push(
+                    pending,
+                    delivery,
+                    Stage::Conflict { failure },
+                    permit,
+                    confirm,
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Acts on the broker's answer for one published message.
+    pub(super) async fn settle(
+        &mut self,
+        item: InFlight,
+        confirmation: lapin::Result<Confirmation>,
+        pending: &mut Pending,
+    ) -> lapin::Result<()> {
+        let site = self.ctx.site.as_str();
+        let InFlight {
+            delivery,
+            stage,
+            _permit: permit,
+        } = item;
+        let confirmation = confirmation?;
+        let returned = matches!(
+            &confirmation,
+            Confirmation::Ack(Some(_)) | Confirmation::Nack(Some(_))
+        );
+        let accepted = matches!(
+            &confirmation,
+            Confirmation::Ack(None) | Confirmation::NotRequested
+        );
+        match stage {
+            Stage::Downstream {
+                envelope,
+                routing_key,
+            } => {
+                if accepted {
+                    self.acks.finished(delivery.delivery_tag);
+                    let lag = envelope
+                        .time
+                        .timestamp()
+                        .ok()
+                        .map(|t| jiff::Timestamp::now().duration_since(t).as_secs_f64());
+                    metrics::published(site, envelope.event_type.as_str(), lag);
+                    return Ok(());
+                }
+                let failure = if returned {
+                    metrics::unroutable(site, &routing_key);
+                    Failure::unroutable(&routing_key)
+                } else {
+                    Failure::nacked(EVENTS_EXCHANGE)
+                };
+                self.park(delivery, failure, permit, pending).await
+            }
+            Stage::Retry {
+                failure,
+                attempt,
+                queue,
+            } if accepted => {
+                metrics::retried(site, &failure, attempt, &queue);
+                self.acks.finished(delivery.delivery_tag);
+                Ok(())
+            }
+            Stage::DeadLetter { failure } if accepted => {
+                let id = delivery
+                    .properties
+                    .message_id()
+                    .as_ref()
+                    .map(|s| s.to_string());
+                metrics::dead_lettered(site, &failure, id.as_deref());
+                self.acks.finished(delivery.delivery_tag);
+                Ok(())
+            }
+            Stage::Conflict { failure } if accepted => {
+                metrics::conflict(site, &failure);
+                self.acks.finished(delivery.delivery_tag);
+                Ok(())
+            }
+            Stage::Retry { .. } | Stage::DeadLetter { .. } | Stage::Conflict { .. } => {
+                // The broker would not take it; it stays ours. Back to the queue:
+                // the delivery limit stops this from looping forever.
+                metrics::park_refused(site, if returned { "unroutable" } else { "nacked" });
+                self.requeue(&delivery).await
+            }
+        }
+    }
+
+    async fn publish(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        props: BasicProperties,
+    ) -> lapin::Result<PublisherConfirm> {
+        // Mandatory: an unroutable message comes back instead of vanishing.
+        let options = BasicPublishOptions {
+            mandatory: true,
+            ..Default::default()
+        };
+        self.publish_channel
+            .basic_publish(exchange.into(), routing_key.into(), options, body, props)
+            .await
+    }
+}
