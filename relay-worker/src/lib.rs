@@ -3,7 +3,7 @@
 //! Layout, in pipeline order:
 //! - [`config`]: the configuration and its validation.
 //! - [`topology`]: exchanges and queues, declared at start and exported.
-//! - [`run`]: connect, run every site, reconnect, shut down.
+//! - [`run`](mod@run): connect, run every site, reconnect, shut down.
 //! - [`site`]: one site's consume → validate → publish → ack loop.
 //! - [`site_moodle`]: enrichment in flight, and pausing a site Moodle refuses.
 //! - [`acks`]: acknowledging finished deliveries in runs.

@@ -6,7 +6,7 @@
 //! a subject leave in the order they came and confirms can never be matched to
 //! the wrong message. Only the waits for confirms (and Moodle lookups) run
 //! concurrently. This file is the loop and its consumer; what happens to each
-//! delivery is in [`delivery`].
+//! delivery is in `site/delivery.rs`.
 
 use std::pin::Pin;
 use std::sync::Arc;
