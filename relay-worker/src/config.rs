@@ -40,6 +40,11 @@ pub struct AmqpConfig {
     /// failing without being settled (a poison message), 1–1000, default 10.
     /// Set explicitly on each ingest queue: RabbitMQ 3.10 and 4.x differ.
     pub delivery_limit: u32,
+    /// Longest wait, in seconds, for connecting, declaring the topology and
+    /// starting the consumers (1–600, default 30). A broker that is still
+    /// starting accepts connections before it answers; after this the worker
+    /// gives up and tries again.
+    pub connect_timeout_s: u64,
 }
 
 /// `[worker]`: the process.
@@ -198,6 +203,7 @@ impl Default for AmqpConfig {
             url_file: None,
             prefetch: 64,
             delivery_limit: 10,
+            connect_timeout_s: 30,
         }
     }
 }
@@ -296,11 +302,12 @@ const ENV_SECTIONS: [&str; 3] = ["amqp", "worker", "retry"];
 /// The variables read, without the `RELAY_` prefix. Only these: other `RELAY_*`
 /// variables belong to someone else (scripts, or the ones Kubernetes injects
 /// for a Service named `relay-worker`, such as `RELAY_WORKER_PORT`).
-pub const ENV_KEYS: [&str; 12] = [
+pub const ENV_KEYS: [&str; 13] = [
     "AMQP_URL",
     "AMQP_URL_FILE",
     "AMQP_PREFETCH",
     "AMQP_DELIVERY_LIMIT",
+    "AMQP_CONNECT_TIMEOUT_S",
     "WORKER_MAX_IN_FLIGHT",
     "WORKER_LISTEN",
     "WORKER_SHUTDOWN_GRACE_S",
@@ -376,6 +383,9 @@ impl Config {
         }
         if !(1..=1000).contains(&self.amqp.delivery_limit) {
             return bad("amqp.delivery_limit", "must be 1-1000");
+        }
+        if !(1..=600).contains(&self.amqp.connect_timeout_s) {
+            return bad("amqp.connect_timeout_s", "must be 1-600");
         }
         let w = &self.worker;
         if !(1..=100_000).contains(&w.max_in_flight) {

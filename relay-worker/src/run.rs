@@ -165,31 +165,25 @@ async fn connect_and_run(
     stop: watch::Receiver<bool>,
 ) -> Result<Ended, RunError> {
     let lost = |what: &str, e: lapin::Error| Ended::Lost(redact(&format!("{what}: {e}")));
-    let connection = match Connection::connect(
-        config.amqp.url.expose(),
-        ConnectionProperties::default(),
-    )
-    .await
-    {
-        Ok(c) => c,
-        Err(e) => return Ok(lost("connecting", e)),
-    };
-    match topology.declare(&connection).await {
-        Ok(()) => {}
-        Err(TopologyError::Broker { source, .. }) => {
-            return Ok(lost("declaring the topology", source));
-        }
-        Err(conflict) => return Err(conflict.into()),
-    }
-    let mut tasks = JoinSet::new();
-    for (site, ctx) in sites {
-        match start_site(&connection, config, site, ctx.clone()).await {
-            Ok(pipeline) => {
-                tasks.spawn(pipeline.run(stop.clone()));
+    // A broker that is still starting accepts TCP before it answers AMQP: every
+    // step of setting up is bounded, and a stop request is honoured meanwhile.
+    let mut stop_wait = stop.clone();
+    let limit = Duration::from_secs(config.amqp.connect_timeout_s);
+    let set_up = tokio::time::timeout(limit, set_up(config, topology, sites, stop.clone()));
+    let (connection, mut tasks) = tokio::select! {
+        result = set_up => match result {
+            Ok(Ok(Ok(running))) => running,
+            Ok(Ok(Err(ended))) => return Ok(ended),
+            Ok(Err(fatal)) => return Err(fatal),
+            Err(_) => {
+                return Ok(Ended::Lost(format!(
+                    "the broker did not answer within {} s while connecting",
+                    limit.as_secs()
+                )));
             }
-            Err(e) => return Ok(lost(&format!("starting site {}", site.id), e)),
-        }
-    }
+        },
+        _ = stop_wait.wait_for(|s| *s) => return Ok(Ended::Stopped),
+    };
     ready.set(true);
     metrics::broker_connected(true);
     tracing::info!(sites = sites.len(), "connected; consuming");
@@ -215,6 +209,42 @@ async fn connect_and_run(
     // after the last ack can lose acks otherwise).
     let _ = connection.close(200, "relay-worker stopping".into()).await;
     Ok(ended)
+}
+
+/// Connects, declares the topology and starts every site's pipeline.
+async fn set_up(
+    config: &Config,
+    topology: &Topology,
+    sites: &[(SiteConfig, SiteContext)],
+    stop: watch::Receiver<bool>,
+) -> Result<Result<(Connection, JoinSet<lapin::Result<()>>), Ended>, RunError> {
+    let lost = |what: &str, e: lapin::Error| Ended::Lost(redact(&format!("{what}: {e}")));
+    let connection = match Connection::connect(
+        config.amqp.url.expose(),
+        ConnectionProperties::default(),
+    )
+    .await
+    {
+        Ok(c) => c,
+        Err(e) => return Ok(Err(lost("connecting", e))),
+    };
+    match topology.declare(&connection).await {
+        Ok(()) => {}
+        Err(TopologyError::Broker { source, .. }) => {
+            return Ok(Err(lost("declaring the topology", source)));
+        }
+        Err(conflict) => return Err(conflict.into()),
+    }
+    let mut tasks = JoinSet::new();
+    for (site, ctx) in sites {
+        match start_site(&connection, config, site, ctx.clone()).await {
+            Ok(pipeline) => {
+                tasks.spawn(pipeline.run(stop.clone()));
+            }
+            Err(e) => return Ok(Err(lost(&format!("starting site {}", site.id), e))),
+        }
+    }
+    Ok(Ok((connection, tasks)))
 }
 
 async fn start_site(

@@ -125,6 +125,7 @@ fn every_documented_variable_sets_its_key() {
         ("AMQP_URL_FILE", "url"),
         ("AMQP_PREFETCH", "7"),
         ("AMQP_DELIVERY_LIMIT", "7"),
+        ("AMQP_CONNECT_TIMEOUT_S", "7"),
         ("WORKER_MAX_IN_FLIGHT", "7"),
         ("WORKER_LISTEN", "127.0.0.1:7"),
         ("WORKER_SHUTDOWN_GRACE_S", "7"),
@@ -144,6 +145,7 @@ fn every_documented_variable_sets_its_key() {
         let c = Config::load(None).map_err(|e| e.to_string())?;
         assert_eq!(c.amqp.url.expose(), "amqp://from:file@h:5672/%2f");
         assert_eq!((c.amqp.prefetch, c.amqp.delivery_limit), (7, 7));
+        assert_eq!(c.amqp.connect_timeout_s, 7);
         assert_eq!(c.worker.max_in_flight, 7);
         assert_eq!(c.worker.listen.port(), 7);
         assert_eq!(c.worker.shutdown_grace_s, 7);

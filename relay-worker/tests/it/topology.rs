@@ -111,3 +111,46 @@ async fn the_broker_dead_letters_a_message_that_keeps_coming_back() {
     assert_eq!(death_reason(&dead[0]).as_deref(), Some("delivery_limit"));
     let _ = conn.close(200, "done".into()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_that_accepts_but_never_answers_does_not_hang_the_worker() {
+    // Regression: after a broker restart, a worker connected while RabbitMQ
+    // accepted TCP but did not answer yet, and waited forever with no consumer.
+    let mute = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let port = mute.local_addr().unwrap_or_else(|e| panic!("{e}")).port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = mute.accept().await {
+            held.push(socket);
+        }
+    });
+    let mut config = config(
+        &format!("amqp://guest:guest@127.0.0.1:{port}/%2f"),
+        &["lms-mute"],
+    );
+    config.amqp.connect_timeout_s = 1;
+    let worker = Worker::start(config).await;
+    let metrics_url = format!("http://{}/metrics", worker.http);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let mut retried = false;
+    while !retried && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let metrics = reqwest::get(&metrics_url)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .text()
+            .await
+            .unwrap_or_default();
+        retried = metrics
+            .lines()
+            .any(|l| l.starts_with("relay_broker_reconnects_total") && !l.ends_with(" 0"));
+    }
+    assert!(retried, "the attempt is given up and retried");
+    let stopped = tokio::time::timeout(Duration::from_secs(5), worker.stop()).await;
+    assert!(
+        matches!(stopped, Ok(Ok(()))),
+        "a stop request is honoured while connecting: {stopped:?}"
+    );
+}
