@@ -180,14 +180,16 @@ impl Worker {
         }
     }
 
-    /// Asks the worker to stop and waits for it.
+    /// Asks the worker to stop and waits for it (a minute at most: a worker
+    /// that cannot be stopped fails the test instead of hanging CI).
     pub async fn stop(mut self) -> Result<(), relay_worker::RunError> {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
-        match (&mut self.handle).await {
-            Ok(result) => result,
-            Err(e) => panic!("worker task failed: {e}"),
+        match tokio::time::timeout(Duration::from_secs(60), &mut self.handle).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(e)) => panic!("worker task failed: {e}"),
+            Err(_) => panic!("the worker did not stop within 60 s of being asked"),
         }
     }
 
