@@ -134,30 +134,12 @@ pub fn connect_error(url: String, source: lapin::Error) -> Error {
 /// `url` with the password of its `user:password@` part replaced by `***`.
 /// Text that is not a URL but has an `@` in it is hidden whole.
 pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return match url.contains('@') {
-            true => "(a malformed URL, not shown)".to_owned(),
-            false => url.to_owned(),
-        };
-    };
-    let authority_start = scheme_end + 3;
-    let rest = &url[authority_start..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
-        return url.to_owned();
-    };
-    let userinfo = &rest[..at];
-    let user = userinfo.split(':').next().unwrap_or("");
-    let hidden = if userinfo.contains(':') {
-        format!("{user}:***")
-    } else {
-        user.to_owned()
-    };
-    format!(
-        "{}{hidden}{}",
-        &url[..authority_start],
-        &url[authority_start + at..]
-    )
+    match url.contains("://") {
+        true => relay_contract::redact::credentials(url),
+        // Not parseable as a URL: where a password starts cannot be told.
+        false if url.contains('@') => "(a malformed URL, not shown)".to_owned(),
+        false => url.to_owned(),
+    }
 }
 
 #[cfg(test)]

@@ -10,10 +10,12 @@
 //!   an event is refused ([`Invalid`]).
 //! - [`routing`]: site ids, routing keys, exchange and queue names.
 //! - [`dlq`]: the header names a dead-lettered message carries.
+//! - [`redact`]: credentials out of text before it is logged or stored.
 
 pub mod dlq;
 pub mod envelope;
 pub mod event_type;
+pub mod redact;
 pub mod routing;
 pub mod validate;
 

@@ -113,7 +113,7 @@ impl Failure {
     /// and lock-wait text of a `dmlwriteexception`, which is all that tells a
     /// retryable write conflict from a constraint violation.
     pub fn moodle(error: &MoodleError) -> Self {
-        let message = crate::properties::redact(&error.to_string());
+        let message = relay_contract::redact::credentials(&error.to_string());
         let (class, code) = match error {
             MoodleError::Exception {
                 exception,

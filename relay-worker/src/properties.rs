@@ -78,7 +78,7 @@ pub fn failed(
     // A message that went round the relay before keeps where it first came from.
     let exchange =
         header_str(received, dlq::ORIGINAL_EXCHANGE).unwrap_or_else(|| origin.exchange.to_owned());
-    let message = redact(&failure.message);
+    let message = relay_contract::redact::credentials(&failure.message);
     let text = [
         (dlq::ERROR_CLASS, failure.class.as_str()),
         (dlq::ERROR_CODE, failure.code.as_str()),
@@ -124,67 +124,10 @@ fn header_str(props: &BasicProperties, key: &str) -> Option<String> {
     }
 }
 
-/// Removes credentials from text that may quote a URL or a token parameter:
-/// `scheme://user:password@` loses the password, `wstoken=...` and
-/// `token=...` lose their value.
-pub fn redact(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find("://") {
-        let (head, tail) = rest.split_at(at + 3);
-        out.push_str(head);
-        let authority_end = tail.find(['/', ' ', '"', '\'']).unwrap_or(tail.len());
-        match tail[..authority_end].rfind('@') {
-            Some(at_sign) => {
-                let userinfo = &tail[..at_sign];
-                let user = userinfo.split(':').next().unwrap_or("");
-                out.push_str(user);
-                out.push_str(":***");
-                rest = &tail[at_sign..];
-            }
-            None => rest = tail,
-        }
-    }
-    out.push_str(rest);
-    redact_params(&out)
-}
-
-fn redact_params(text: &str) -> String {
-    let mut out = text.to_owned();
-    for key in ["wstoken=", "token="] {
-        let mut from = 0;
-        while let Some(pos) = out[from..].find(key) {
-            let start = from + pos + key.len();
-            let end = out[start..]
-                .find(['&', ' ', '"', '\'', '\n'])
-                .map_or(out.len(), |e| start + e);
-            out.replace_range(start..end, "***");
-            from = start + 3;
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::failure::Class;
-
-    #[test]
-    fn redact_hides_passwords_in_urls_and_token_parameters() {
-        assert_eq!(
-            redact("connect amqp://relay:s3cret@mq:5672/%2f failed"),
-            "connect amqp://relay:***@mq:5672/%2f failed"
-        );
-        assert_eq!(
-            redact("POST wstoken=abc123&wsfunction=x"),
-            "POST wstoken=***&wsfunction=x"
-        );
-        assert_eq!(
-            redact("https://lms.example.edu/ ok"),
-            "https://lms.example.edu/ ok"
-        );
-    }
 
     #[test]
     fn failure_headers_keep_the_first_failure_time_and_original_route() {

@@ -17,7 +17,6 @@ use crate::config::{Config, SiteConfig};
 use crate::http::{self, Readiness};
 use crate::metrics;
 use crate::moodle::site::MoodleSite;
-use crate::properties::redact;
 use crate::site::{SiteContext, SitePipeline};
 use crate::topology::{Topology, TopologyError, retry_steps};
 
@@ -38,6 +37,13 @@ pub enum RunError {
         site: String,
         source: crate::moodle::MoodleError,
     },
+}
+
+/// The broker connection broke while `what`; the error without credentials.
+fn lost(what: &str, error: lapin::Error) -> Ended {
+    Ended::Lost(relay_contract::redact::credentials(&format!(
+        "{what}: {error}"
+    )))
 }
 
 /// A connection attempt ended.
@@ -164,7 +170,6 @@ async fn connect_and_run(
     ready: &Readiness,
     stop: watch::Receiver<bool>,
 ) -> Result<Ended, RunError> {
-    let lost = |what: &str, e: lapin::Error| Ended::Lost(redact(&format!("{what}: {e}")));
     // A broker that is still starting accepts TCP before it answers AMQP: every
     // step of setting up is bounded, and a stop request is honoured meanwhile.
     let mut stop_wait = stop.clone();
@@ -218,7 +223,6 @@ async fn set_up(
     sites: &[(SiteConfig, SiteContext)],
     stop: watch::Receiver<bool>,
 ) -> Result<Result<(Connection, JoinSet<lapin::Result<()>>), Ended>, RunError> {
-    let lost = |what: &str, e: lapin::Error| Ended::Lost(redact(&format!("{what}: {e}")));
     let connection = match Connection::connect(
         config.amqp.url.expose(),
         ConnectionProperties::default(),

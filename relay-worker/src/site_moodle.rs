@@ -110,7 +110,7 @@ impl Paused {
                 false
             }
             Err(CallError::Moodle(e)) => {
-                tracing::warn!(site, error = %crate::properties::redact(&e.to_string()), "probe failed; site stays paused");
+                tracing::warn!(site, error = %relay_contract::redact::credentials(&e.to_string()), "probe failed; site stays paused");
                 self.next_probe = Instant::now() + interval;
                 false
             }

@@ -206,7 +206,7 @@ fn without_url(error: &reqwest::Error) -> String {
     if let Some(at) = error.find(" for url (") {
         error.truncate(at);
     }
-    crate::properties::redact(&error)
+    relay_contract::redact::credentials(&error)
 }
 
 #[cfg(test)]
