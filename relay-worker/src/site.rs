@@ -16,7 +16,7 @@ use futures_util::stream::{FuturesOrdered, FuturesUnordered, StreamExt};
 use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicNackOptions};
 use lapin::{BasicProperties, Channel, Consumer, message::Delivery};
 use lapin::{Confirmation, PublisherConfirm};
-use relay_contract::{Envelope, SiteId, Validator};
+use relay_contract::{Envelope, EventTime, EventType, SiteId, Validator};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
 
@@ -33,8 +33,8 @@ mod delivery;
 #[derive(Debug)]
 enum Stage {
     Downstream {
-        envelope: Box<Envelope>,
-        routing_key: String,
+        event_type: EventType,
+        time: EventTime,
     },
     Retry {
         failure: Failure,
@@ -144,8 +144,10 @@ impl SitePipeline {
                     draining_old = true;
                     permit = None;
                 }
-                let paused_now = paused.get_or_insert_with(|| Paused::start(&site, reason));
-                paused_now.next_probe = paused_now.next_probe.min(retry_at);
+                match paused.as_mut() {
+                    Some(p) => p.next_probe = p.next_probe.min(retry_at),
+                    None => paused = Some(Paused::start(&site, reason, retry_at)),
+                }
             }
             let grace_over = until(deadline);
             let probe_due = until(paused.as_ref().map(|p| p.next_probe));

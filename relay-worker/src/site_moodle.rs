@@ -71,8 +71,8 @@ pub struct Paused {
 }
 
 impl Paused {
-    /// Records the pause (gauge and log) and schedules the first probe.
-    pub fn start(site: &str, reason: PauseReason) -> Paused {
+    /// Records the pause (gauge and log); the first probe is at `first_probe`.
+    pub fn start(site: &str, reason: PauseReason, first_probe: Instant) -> Paused {
         metrics::site_paused(site, reason.label(), true);
         match &reason {
             PauseReason::Auth(code) => tracing::error!(site, code = %code,
@@ -84,7 +84,7 @@ impl Paused {
         }
         Paused {
             reason,
-            next_probe: Instant::now() + Duration::from_secs(3600),
+            next_probe: first_probe,
         }
     }
 

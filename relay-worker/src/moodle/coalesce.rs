@@ -17,13 +17,14 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 use super::client::MoodleError;
+use super::site::CallError;
 
 /// One id's answer.
-pub type Answer = Result<Option<Value>, MoodleError>;
+pub type Answer = Result<Option<Value>, CallError>;
 
 /// One batched call in progress: the rows Moodle gave (each with an `id`
 /// field) or the call's error.
-pub type BatchFuture = Pin<Box<dyn Future<Output = Result<Vec<Value>, MoodleError>> + Send>>;
+pub type BatchFuture = Pin<Box<dyn Future<Output = Result<Vec<Value>, CallError>> + Send>>;
 
 /// Performs one batched call for the given ids.
 pub type BatchCall = Arc<dyn Fn(Vec<i64>) -> BatchFuture + Send + Sync>;
@@ -56,12 +57,15 @@ impl Coalescer {
     /// The row of `id`, `None` if Moodle has none.
     pub async fn lookup(&self, id: i64) -> Answer {
         let (reply, answer) = oneshot::channel();
+        let stopped = || {
+            Err(CallError::Moodle(MoodleError::Connect(
+                "the lookup task has stopped".into(),
+            )))
+        };
         if self.requests.send(Request { id, reply }).await.is_err() {
-            return Err(MoodleError::Connect("the lookup task has stopped".into()));
+            return stopped();
         }
-        answer
-            .await
-            .unwrap_or_else(|_| Err(MoodleError::Connect("the lookup task has stopped".into())))
+        answer.await.unwrap_or_else(|_| stopped())
     }
 }
 
@@ -121,10 +125,10 @@ mod tests {
                     .unwrap_or_else(|p| p.into_inner())
                     .push(ids.clone());
                 if fail {
-                    return Err(MoodleError::Http {
+                    return Err(CallError::Moodle(MoodleError::Http {
                         status: 503,
                         retry_after: None,
-                    });
+                    }));
                 }
                 // Moodle leaves out ids it does not know (here: 13).
                 Ok(ids
@@ -189,7 +193,13 @@ mod tests {
         let calls = Arc::new(Mutex::new(Vec::new()));
         let c = Coalescer::start(recording(calls, true), 50, Duration::from_millis(10));
         let (a, b) = tokio::join!(c.lookup(1), c.lookup(2));
-        assert!(matches!(a, Err(MoodleError::Http { status: 503, .. })));
-        assert!(matches!(b, Err(MoodleError::Http { status: 503, .. })));
+        assert!(matches!(
+            a,
+            Err(CallError::Moodle(MoodleError::Http { status: 503, .. }))
+        ));
+        assert!(matches!(
+            b,
+            Err(CallError::Moodle(MoodleError::Http { status: 503, .. }))
+        ));
     }
 }

@@ -145,7 +145,7 @@ impl MoodleSite {
                 rows(answer, None)
             })
         });
-        Ok(coalescer.lookup(id).await?)
+        coalescer.lookup(id).await
     }
 
     /// The course's record.
@@ -162,7 +162,7 @@ impl MoodleSite {
                 rows(answer, Some("courses"))
             })
         });
-        Ok(coalescer.lookup(id).await?)
+        coalescer.lookup(id).await
     }
 
     /// `core_completion_get_course_completion_status` for one user and course.
@@ -187,7 +187,11 @@ impl MoodleSite {
         let weak = Arc::downgrade(self);
         let call: BatchCall = Arc::new(move |ids| match weak.upgrade() {
             Some(site) => batch(site, ids),
-            None => Box::pin(async { Err(MoodleError::Connect("site is gone".into())) }),
+            None => Box::pin(async {
+                Err(CallError::Moodle(MoodleError::Connect(
+                    "site is gone".into(),
+                )))
+            }),
         });
         let c = Coalescer::start(
             call,
@@ -218,18 +222,8 @@ impl MoodleSite {
 }
 
 /// Rows of a list answer (`field` names the list inside an object answer).
-/// A breaker refusal is reported as a transient HTTP 503 to the batch.
-fn rows(answer: Result<Value, CallError>, field: Option<&str>) -> Result<Vec<Value>, MoodleError> {
-    let value = match answer {
-        Ok(v) => v,
-        Err(CallError::Moodle(e)) => return Err(e),
-        Err(CallError::BreakerOpen { .. }) => {
-            return Err(MoodleError::Http {
-                status: 503,
-                retry_after: None,
-            });
-        }
-    };
+fn rows(answer: Result<Value, CallError>, field: Option<&str>) -> Result<Vec<Value>, CallError> {
+    let value = answer?;
     let list = match field {
         Some(f) => value.get(f).cloned().unwrap_or(Value::Null),
         None => value,

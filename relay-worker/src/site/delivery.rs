@@ -29,26 +29,24 @@ impl SitePipeline {
         enriching: &mut Enriching,
     ) -> lapin::Result<()> {
         self.acks.received(delivery.delivery_tag);
-        match self.check(&delivery) {
-            Ok(envelope) if self.ctx.moodle.is_some() => {
+        match (self.check(&delivery), self.ctx.moodle.clone()) {
+            (Ok(envelope), Some(moodle)) => {
                 // In an ordered queue: published in delivery order once enriched.
-                if let Some(moodle) = self.ctx.moodle.clone() {
-                    enriching.push_back(Box::pin(Enriched::fetch(
-                        moodle, delivery, permit, envelope,
-                    )));
-                }
+                let lookups = Enriched::fetch(moodle, delivery, permit, envelope);
+                enriching.push_back(Box::pin(lookups));
                 Ok(())
             }
-            Ok(envelope) => {
+            (Ok(envelope), None) => {
                 self.publish_downstream(delivery, permit, envelope, None, pending)
                     .await
             }
-            Err(failure) => self.park(delivery, failure, permit, pending).await,
+            (Err(failure), _) => self.park(delivery, failure, permit, pending).await,
         }
     }
 
-    /// Publishes a valid event to `moodle.events`: `body` if it was enriched,
-    /// else the delivery's own bytes.
+    /// Publishes a valid event to `moodle.events` with the routing key it came
+    /// with ([`Self::check`] proved it is the one the event implies): `body` if
+    /// it was enriched, else the delivery's own bytes.
     async fn publish_downstream(
         &mut self,
         delivery: Delivery,
@@ -57,16 +55,14 @@ impl SitePipeline {
         body: Option<Vec<u8>>,
         pending: &mut Pending,
     ) -> lapin::Result<()> {
-        let routing_key =
-            RoutingKey::new(envelope.moodlesite.clone(), envelope.event_type).to_string();
         let props = properties::downstream(&envelope, &delivery.properties, now_s());
         let body = body.as_deref().unwrap_or(&delivery.data);
         let confirm = self
-            .publish(EVENTS_EXCHANGE, &routing_key, body, props)
+            .publish(EVENTS_EXCHANGE, delivery.routing_key.as_str(), body, props)
             .await?;
         let stage = Stage::Downstream {
-            envelope: Box::new(envelope),
-            routing_key,
+            event_type: envelope.event_type,
+            time: envelope.time,
         };
         push(pending, delivery, stage, permit, confirm);
         Ok(())
@@ -89,32 +85,37 @@ impl SitePipeline {
                 self.publish_downstream(delivery, permit, envelope, body, pending)
                     .await
             }
-            Err(error) => {
-                // A struggling Moodle pauses the site rather than burning retries.
-                let breaker_open = match &error {
-                    CallError::BreakerOpen { retry_at } => Some(*retry_at),
-                    CallError::Moodle(_) => self
-                        .ctx
-                        .moodle
-                        .as_ref()
-                        .and_then(|m| m.breaker_open_until()),
-                };
-                match (breaker_open, error) {
-                    (Some(retry_at), _) => {
-                        self.pause_request = Some((PauseReason::Breaker, retry_at));
-                        self.requeue(&delivery).await
-                    }
-                    (None, CallError::Moodle(e)) => {
+            // A struggling Moodle pauses the site rather than burning retries:
+            // the breaker refused the lookup, or this failure just opened it.
+            Err(CallError::BreakerOpen { retry_at }) => {
+                self.pause_for_breaker(&delivery, retry_at).await
+            }
+            Err(CallError::Moodle(e)) => {
+                match self
+                    .ctx
+                    .moodle
+                    .as_ref()
+                    .and_then(|m| m.breaker_open_until())
+                {
+                    Some(retry_at) => self.pause_for_breaker(&delivery, retry_at).await,
+                    None => {
                         self.park(delivery, Failure::moodle(&e), permit, pending)
                             .await
-                    }
-                    (None, CallError::BreakerOpen { retry_at }) => {
-                        self.pause_request = Some((PauseReason::Breaker, retry_at));
-                        self.requeue(&delivery).await
                     }
                 }
             }
         }
+    }
+
+    /// Returns the delivery to its queue and asks the loop to pause the site
+    /// until the breaker lets a probe through.
+    async fn pause_for_breaker(
+        &mut self,
+        delivery: &Delivery,
+        retry_at: Instant,
+    ) -> lapin::Result<()> {
+        self.pause_request = Some((PauseReason::Breaker, retry_at));
+        self.requeue(delivery).await
     }
 
     /// Decodes and validates; a valid event must also belong to this site and
@@ -160,75 +161,59 @@ impl SitePipeline {
             routing_key: delivery.routing_key.as_str(),
         };
         let now = jiff::Timestamp::now().to_string();
-        match decide(failure.class, attempts, self.ctx.retry_steps.len()) {
-            Action::Retry { step } => {
-                let queue = pick(&self.ctx.retry_steps[step].queues).to_owned();
-                let props = properties::failed(
-                    &delivery.properties,
-                    &failure,
-                    &origin,
-                    attempts + 1,
-                    Some(&queue),
-                    &now,
-                );
-                let key = delivery.routing_key.to_string();
-                let confirm = self
-                    .publish(RETRY_EXCHANGE, &key, &delivery.data, props)
-                    .await?;
-                let stage = Stage::Retry {
-                    failure,
-                    attempt: attempts + 1,
-                    queue,
-                };
-                push(pending, delivery, stage, permit, confirm);
-            }
-            Action::DeadLetter => {
-                let props = properties::failed(
-                    &delivery.properties,
-                    &failure,
-                    &origin,
-                    attempts,
-                    None,
-                    &now,
-                );
-                let confirm = self.publish("", DLQ_QUEUE, &delivery.data, props).await?;
-                push(
-                    pending,
-                    delivery,
-                    Stage::DeadLetter { failure },
-                    permit,
-                    confirm,
-                );
-            }
-            Action::PauseSite => {
-                // The token or the service is refused: nothing is wrong with the
-                // event. Back to the queue, and the whole site stops.
-                let next_probe = Instant::now() + self.ctx.auth_probe_interval;
-                self.pause_request = Some((PauseReason::Auth(failure.code.clone()), next_probe));
-                self.requeue(&delivery).await?;
-            }
-            Action::RecordConflict => {
-                let key = relay_contract::routing::conflict_key(&self.ctx.site, &failure.code);
-                let props = properties::failed(
-                    &delivery.properties,
-                    &failure,
-                    &origin,
-                    attempts,
-                    None,
-                    &now,
-                );
-                let confirm = self
-                    .publish(EVENTS_EXCHANGE, &key, &delivery.data, props)
-                    .await?;
-                push(
-                    pending,
-                    delivery,
-                    Stage::Conflict { failure },
-                    permit,
-                    confirm,
-                );
-            }
-        }
+        let failed = |attempts, retry_queue: Option<&str>| {
+            properties::failed(
+                &delivery.properties,
+                &failure,
+                &origin,
+                attempts,
+                retry_queue,
+                &now,
+            )
+        };
+        // Where the failed message goes, with which headers, and what to record
+        // once the broker has confirmed it.
+        let (exchange, key, props, stage) =
+            match decide(failure.class, attempts, self.ctx.retry_steps.len()) {
+                Action::Retry { step } => {
+                    let queue = pick(&self.ctx.retry_steps[step].queues).to_owned();
+                    let props = failed(attempts + 1, Some(&queue));
+                    let stage = Stage::Retry {
+                        failure,
+                        attempt: attempts + 1,
+                        queue,
+                    };
+                    (
+                        RETRY_EXCHANGE,
+                        delivery.routing_key.to_string(),
+                        props,
+                        stage,
+                    )
+                }
+                Action::DeadLetter => {
+                    let props = failed(attempts, None);
+                    (
+                        "",
+                        DLQ_QUEUE.to_owned(),
+                        props,
+                        Stage::DeadLetter { failure },
+                    )
+                }
+                Action::RecordConflict => {
+                    let key = relay_contract::routing::conflict_key(&self.ctx.site, &failure.code);
+                    let props = failed(attempts, None);
+                    (EVENTS_EXCHANGE, key, props, Stage::Conflict { failure })
+                }
+                Action::PauseSite => {
+                    // The token or the service is refused: nothing is wrong with the
+                    // event. Back to the queue, and the whole site stops.
+                    let next_probe = Instant::now() + self.ctx.auth_probe_interval;
+                    self.pause_request = Some((PauseReason::Auth(failure.code), next_probe));
+                    return self.requeue(&delivery).await;
+                }
+            };
+        let confirm = self.publish(exchange, &key, &delivery.data, props).await?;
+        push(pending, delivery, stage, permit, confirm);
         Ok(())
     }
 
@@ -255,23 +240,19 @@ impl SitePipeline {
             Confirmation::Ack(None) | Confirmation::NotRequested
         );
         match stage {
-            Stage::Downstream {
-                envelope,
-                routing_key,
-            } => {
+            Stage::Downstream { event_type, time } => {
                 if accepted {
                     self.acks.finished(delivery.delivery_tag);
-                    let lag = envelope
-                        .time
+                    let lag = time
                         .timestamp()
                         .ok()
                         .map(|t| jiff::Timestamp::now().duration_since(t).as_secs_f64());
-                    metrics::published(site, envelope.event_type.as_str(), lag);
+                    metrics::published(site, event_type.as_str(), lag);
                     return Ok(());
                 }
                 let failure = if returned {
-                    metrics::unroutable(site, &routing_key);
-                    Failure::unroutable(&routing_key)
+                    metrics::unroutable(site, delivery.routing_key.as_str());
+                    Failure::unroutable(delivery.routing_key.as_str())
                 } else {
                     Failure::nacked(EVENTS_EXCHANGE)
                 };
