@@ -45,7 +45,7 @@ async fn sigkill_at_random_points_of_a_replay_loses_nothing() {
     for kill in 1..=3 {
         let mut child = Command::new(env!("CARGO_BIN_EXE_dlq-replayer"))
             .args(["replay", "--yes", "--rate", "1000"])
-            .env("RELAY_AMQP_URL", &vhost.url)
+            .env("RELAY_AMQP_URL", vhost.url())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -156,7 +156,7 @@ async fn sigterm_stops_a_replay_cleanly_with_nothing_lost_or_doubled() {
     let all: BTreeSet<String> = seed(&vhost, 300).await.into_iter().map(|s| s.id).collect();
     let child = Command::new(env!("CARGO_BIN_EXE_dlq-replayer"))
         .args(["replay", "--yes", "--rate", "200"])
-        .env("RELAY_AMQP_URL", &vhost.url)
+        .env("RELAY_AMQP_URL", vhost.url())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

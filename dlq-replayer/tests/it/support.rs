@@ -30,34 +30,24 @@ pub fn code_of(class: &str) -> &'static str {
     }
 }
 
-fn rabbitmqctl(args: &[&str]) {
-    let out = Command::new("rabbitmqctl")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("rabbitmqctl {args:?}: {e} (the tests need rabbitmqctl)"));
-    assert!(
-        out.status.success(),
-        "rabbitmqctl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A vhost of its own for one test, with the worker's topology for [`SITES`];
 /// deleted when dropped.
 pub struct Vhost {
-    pub name: String,
-    pub url: String,
+    scratch: test_broker::ScratchVhost,
     pub conn: Connection,
     pub channel: Channel,
 }
 
 impl Vhost {
+    /// The AMQP URL of this vhost.
+    pub fn url(&self) -> &str {
+        &self.scratch.url
+    }
+
     pub async fn new() -> Vhost {
-        let name = format!("dlq-test-{}", uuid::Uuid::new_v4().simple());
-        rabbitmqctl(&["add_vhost", &name]);
-        rabbitmqctl(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]);
-        let url = format!("amqp://guest:guest@127.0.0.1:5672/{name}");
-        let conn = Connection::connect(&url, ConnectionProperties::default())
+        let scratch = test_broker::ScratchVhost::for_test("dlq-test");
+        let url = &scratch.url;
+        let conn = Connection::connect(url, ConnectionProperties::default())
             .await
             .unwrap_or_else(|e| panic!("no RabbitMQ at {url}: {e}"));
         let config = Config {
@@ -76,8 +66,7 @@ impl Vhost {
             .await
             .unwrap_or_else(|e| panic!("channel: {e}"));
         Vhost {
-            name,
-            url,
+            scratch,
             conn,
             channel,
         }
@@ -125,15 +114,7 @@ impl Vhost {
 
     /// Runs `dlq-replayer` on this vhost with `args`; stdin is not a terminal.
     pub fn run(&self, args: &[&str]) -> Output {
-        replayer(&self.url, args)
-    }
-}
-
-impl Drop for Vhost {
-    fn drop(&mut self) {
-        let _ = Command::new("rabbitmqctl")
-            .args(["delete_vhost", &self.name])
-            .output();
+        replayer(self.url(), args)
     }
 }
 

@@ -50,43 +50,8 @@ pub async fn connect(url: &str) -> (Connection, Channel) {
     (conn, channel)
 }
 
-fn rabbitmqctl(args: &[&str]) {
-    let out = Command::new("rabbitmqctl")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("rabbitmqctl {args:?}: {e} (the worker tests need rabbitmqctl)")
-        });
-    assert!(
-        out.status.success(),
-        "rabbitmqctl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A vhost of its own for one test, deleted when dropped.
-pub struct Vhost {
-    pub name: String,
-    pub url: String,
-}
-
-impl Vhost {
-    pub fn new() -> Vhost {
-        let name = format!("relay-test-{}", uuid::Uuid::new_v4().simple());
-        rabbitmqctl(&["add_vhost", &name]);
-        rabbitmqctl(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]);
-        let url = format!("amqp://guest:guest@127.0.0.1:5672/{name}");
-        Vhost { name, url }
-    }
-}
-
-impl Drop for Vhost {
-    fn drop(&mut self) {
-        let _ = Command::new("rabbitmqctl")
-            .args(["delete_vhost", &self.name])
-            .output();
-    }
-}
+pub type Vhost = test_broker::ScratchVhost;
 
 /// A test configuration: short retries, no jitter, a quick grace period.
 pub fn config(url: &str, sites: &[&str]) -> Config {
@@ -529,7 +494,7 @@ pub struct Rig {
 
 impl Rig {
     pub async fn new(sites: &[&str]) -> Rig {
-        let vhost = Vhost::new();
+        let vhost = Vhost::for_test("relay-test");
         let config = config(&vhost.url, sites);
         declare_topology(&config).await;
         let (conn, channel) = connect(&vhost.url).await;

@@ -35,7 +35,7 @@ fn death_reason(delivery: &Delivery) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queue_with_conflicting_arguments_stops_the_start_and_is_named() {
-    let vhost = Vhost::new();
+    let vhost = Vhost::for_test("relay-test");
     let (conn, channel) = connect(&vhost.url).await;
     // Someone made the site's queue a classic queue by hand.
     channel
@@ -66,7 +66,7 @@ async fn a_queue_with_conflicting_arguments_stops_the_start_and_is_named() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_broker_dead_letters_a_message_that_keeps_coming_back() {
-    let vhost = Vhost::new();
+    let vhost = Vhost::for_test("relay-test");
     let mut config = config(&vhost.url, &["lms-x"]);
     config.amqp.delivery_limit = 3;
     declare_topology(&config).await;

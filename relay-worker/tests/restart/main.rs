@@ -7,7 +7,6 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::process::Command;
 use std::time::Duration;
 
 use lapin::types::FieldTable;
@@ -19,16 +18,12 @@ use support::{
 };
 
 fn rabbitmqctl(args: &[&str]) {
-    let ok = Command::new("rabbitmqctl")
-        .args(args)
-        .output()
-        .map(|o| o.status.success());
-    assert!(matches!(ok, Ok(true)), "rabbitmqctl {args:?} failed");
+    test_broker::rabbitmqctl(args).unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_worker_reconnects_by_itself_after_a_broker_restart_and_loses_nothing() {
-    let vhost = Vhost::new();
+    let vhost = Vhost::for_test("relay-test");
     let config = config(&vhost.url, &["lms-r"]);
     declare_topology(&config).await;
     let (_dies_with_the_restart, channel) = connect(&vhost.url).await;

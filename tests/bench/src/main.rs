@@ -95,10 +95,9 @@ fn main() {
 }
 
 async fn bench(cli: &Cli) {
-    let vhost = format!("relay-bench-{}", uuid::Uuid::new_v4().simple());
-    rabbitmqctl(&["add_vhost", &vhost]);
-    rabbitmqctl(&["set_permissions", "-p", &vhost, "guest", ".*", ".*", ".*"]);
-    let url = format!("amqp://guest:guest@{}/{vhost}", cli.broker);
+    let scratch =
+        test_broker::ScratchVhost::create("relay-bench", &cli.broker).unwrap_or_else(|e| fail(&e));
+    let (vhost, url) = (scratch.name.clone(), scratch.url.clone());
     let config = worker_config(&url, cli.prefetch);
     let config_file = std::env::temp_dir().join(format!("{vhost}.toml"));
     write_config(&config_file, &url, cli.prefetch);
@@ -159,7 +158,7 @@ async fn bench(cli: &Cli) {
     }
     let _ = conn.close(200, "bench done".into()).await;
     let _ = std::fs::remove_file(&config_file);
-    rabbitmqctl(&["delete_vhost", &vhost]);
+    drop(scratch);
 }
 
 fn report(w: &Run, r: &Run) {
@@ -424,17 +423,6 @@ fn print_run(label: &str, run: &Run) {
         "{label:<28} {:>8.0} events/s  {:>6.2} CPU s/100k  {:>6.1} MiB peak RSS",
         run.rate, run.cpu_s_per_100k, run.peak_rss_mib
     );
-}
-
-fn rabbitmqctl(args: &[&str]) {
-    let ok = Command::new("rabbitmqctl")
-        .args(args)
-        .stdout(Stdio::null())
-        .status()
-        .map(|s| s.success());
-    if !matches!(ok, Ok(true)) {
-        fail(&format!("rabbitmqctl {} failed", args.join(" ")));
-    }
 }
 
 fn fail(message: &str) -> ! {
