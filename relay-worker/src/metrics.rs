@@ -2,10 +2,11 @@
 //! both counts it (Prometheus, prefix `relay_`) and logs it where a person needs
 //! to know. Metric and label names are a contract (DESIGN.md §6).
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
-use metrics::{counter, gauge, histogram};
+use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use relay_contract::EventType;
 
 use crate::failure::Failure;
 
@@ -57,17 +58,57 @@ pub fn install() -> PrometheusHandle {
         .clone()
 }
 
-/// A delivery was taken from a site's ingest queue.
-pub fn consumed(site: &str) {
-    counter!("relay_events_consumed_total", "site" => site.to_owned()).increment(1);
+/// A site's per-event metrics, registered once when the site starts so the
+/// hot path neither allocates label values nor looks series up; every event
+/// type's `published` series exists (at 0) from the start.
+#[derive(Clone)]
+pub struct SiteMetrics {
+    consumed: Counter,
+    in_flight: Gauge,
+    lag: Histogram,
+    /// Indexed by `EventType as usize`.
+    published: Arc<[Counter]>,
 }
 
-/// An event was confirmed by the broker on `moodle.events`.
-pub fn published(site: &str, event_type: &'static str, lag_s: Option<f64>) {
-    counter!("relay_events_published_total", "site" => site.to_owned(), "type" => event_type)
-        .increment(1);
-    if let Some(lag) = lag_s {
-        histogram!("relay_event_lag_seconds", "site" => site.to_owned()).record(lag.max(0.0));
+impl std::fmt::Debug for SiteMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SiteMetrics").finish_non_exhaustive()
+    }
+}
+
+impl SiteMetrics {
+    pub fn new(site: &str) -> Self {
+        let published = EventType::ALL
+            .iter()
+            .map(|t| {
+                counter!("relay_events_published_total", "site" => site.to_owned(), "type" => t.as_str())
+            })
+            .collect();
+        SiteMetrics {
+            consumed: counter!("relay_events_consumed_total", "site" => site.to_owned()),
+            in_flight: gauge!("relay_in_flight", "site" => site.to_owned()),
+            lag: histogram!("relay_event_lag_seconds", "site" => site.to_owned()),
+            published,
+        }
+    }
+
+    /// A delivery was taken from the site's ingest queue.
+    pub fn consumed(&self) {
+        self.consumed.increment(1);
+    }
+
+    /// Events of the site being processed now.
+    pub fn in_flight(&self, count: usize) {
+        self.in_flight.set(count as f64);
+    }
+
+    /// An event was confirmed by the broker on `moodle.events`; `lag_s` is how
+    /// long after it happened.
+    pub fn published(&self, event_type: EventType, lag_s: Option<f64>) {
+        self.published[event_type as usize].increment(1);
+        if let Some(lag) = lag_s {
+            self.lag.record(lag.max(0.0));
+        }
     }
 }
 
@@ -111,11 +152,6 @@ pub fn park_refused(site: &str, target: &str) {
         target,
         "the broker refused to park a failed event; returned to its queue"
     );
-}
-
-/// Events of `site` being processed now.
-pub fn in_flight(site: &str, count: usize) {
-    gauge!("relay_in_flight", "site" => site.to_owned()).set(count as f64);
 }
 
 /// The broker connection is up (1) or down (0).

@@ -154,6 +154,7 @@ fn contexts(config: &Config) -> Result<Vec<(SiteConfig, SiteContext)>, RunError>
                 retry_steps: steps.clone(),
                 in_flight: in_flight.clone(),
                 shutdown_grace: Duration::from_secs(config.worker.shutdown_grace_s),
+                metrics: metrics::SiteMetrics::new(site.id.as_str()),
                 moodle,
                 auth_probe_interval: Duration::from_secs(site.auth_probe_interval_s),
             };

@@ -75,6 +75,7 @@ pub struct SiteContext {
     pub moodle: Option<Arc<MoodleSite>>,
     /// Time between probes while paused for an auth failure.
     pub auth_probe_interval: Duration,
+    pub metrics: metrics::SiteMetrics,
 }
 
 /// Finished deliveries are acked in one frame once this many are waiting (or
@@ -158,7 +159,7 @@ impl SitePipeline {
                     if pending.is_empty() || self.acks.waiting() >= ACK_BATCH {
                         self.flush_acks().await?;
                     }
-                    metrics::in_flight(&site, pending.len() + enriching.len());
+                    self.ctx.metrics.in_flight(pending.len() + enriching.len());
                 }
                 Some(done) = enriching.next() => {
                     self.enriched(done, &mut pending).await?;
@@ -217,9 +218,9 @@ impl SitePipeline {
                     }
                     Some(Ok(delivery)) => {
                         let Some(p) = permit.take() else { continue };
-                        metrics::consumed(&site);
+                        self.ctx.metrics.consumed();
                         self.start(delivery, p, &mut pending, &mut enriching).await?;
-                        metrics::in_flight(&site, pending.len() + enriching.len());
+                        self.ctx.metrics.in_flight(pending.len() + enriching.len());
                     }
                     Some(Err(e)) => return Err(e),
                     None if draining_old => draining_old = false,

@@ -247,7 +247,7 @@ impl SitePipeline {
                         .timestamp()
                         .ok()
                         .map(|t| jiff::Timestamp::now().duration_since(t).as_secs_f64());
-                    metrics::published(site, event_type.as_str(), lag);
+                    self.ctx.metrics.published(event_type, lag);
                     return Ok(());
                 }
                 let failure = if returned {
