@@ -143,29 +143,20 @@ class publisher_test extends \PHPUnit\Framework\TestCase {
     public function test_connection_failures_never_reveal_the_password(): void {
         $base = test_broker::settings();
         $secret = 'Sup3r-S3cret-' . bin2hex(random_bytes(4));
+        $wrongpassword = new connection_settings(
+            $base->host,
+            $base->port,
+            '/',
+            'guest',
+            $secret,
+            false,
+            $this->broker->exchange,
+            2.0,
+            2.0
+        );
         $cases = [
-            'closed port' => new connection_settings(
-                $base->host,
-                test_broker::closed_port(),
-                '/',
-                'guest',
-                $secret,
-                false,
-                $this->broker->exchange,
-                2.0,
-                2.0
-            ),
-            'wrong password' => new connection_settings(
-                $base->host,
-                $base->port,
-                '/',
-                'guest',
-                $secret,
-                false,
-                $this->broker->exchange,
-                2.0,
-                2.0
-            ),
+            'closed port' => $wrongpassword->with_port(test_broker::closed_port()),
+            'wrong password' => $wrongpassword,
         ];
         $store = new memory_outbox_store();
         $rows = $store->add_user_updates(1, 'site-a');
