@@ -131,6 +131,12 @@ pub struct BreakerConfig {
     pub min_calls: u32,
     /// Error share that opens the breaker (0–1, default 0.5).
     pub error_rate: f64,
+    /// Failed calls in a row that open the breaker at once, whatever the
+    /// window holds, so a Moodle that falls over is caught in a few calls
+    /// (0 = off, else 2–1000, default 5). Any success ends the run; slow
+    /// successes feed only `slow_call_rate`. 1 is refused: a single timeout
+    /// would pause the site.
+    pub consecutive_failures: u32,
     /// A call slower than this, in ms, counts as slow (1–300000, default 2000).
     pub slow_call_ms: u64,
     /// Slow-call share that opens the breaker (0–1, default 0.5).
@@ -235,6 +241,7 @@ impl Default for BreakerConfig {
             window_s: 60,
             min_calls: 10,
             error_rate: 0.5,
+            consecutive_failures: 5,
             slow_call_ms: 2000,
             slow_call_rate: 0.5,
             open_s: 30,
@@ -499,6 +506,11 @@ impl SiteConfig {
             b.error_rate > 0.0 && b.error_rate <= 1.0,
             "breaker.error_rate",
             "must be in (0, 1]",
+        )?;
+        check(
+            matches!(b.consecutive_failures, 0 | 2..=1000),
+            "breaker.consecutive_failures",
+            "must be 0 (off) or 2-1000",
         )?;
         check(
             (1..=300_000).contains(&b.slow_call_ms),

@@ -72,6 +72,32 @@ fn range_errors_name_the_key() {
 }
 
 #[test]
+fn breaker_consecutive_failures_is_off_or_two_to_a_thousand() {
+    let with = |n: &str| {
+        load(&format!(
+            "[[sites]]\nid = \"a\"\n[sites.breaker]\nconsecutive_failures = {n}\n"
+        ))
+    };
+    for n in ["0", "2", "1000"] {
+        let config = with(n).unwrap_or_else(|e| panic!("{n}: {e}"));
+        assert_eq!(config.sites[0].breaker.consecutive_failures.to_string(), n);
+    }
+    for n in ["1", "1001"] {
+        match with(n).err() {
+            Some(ConfigError::Invalid { key, .. }) => {
+                assert_eq!(key, "sites[0].breaker.consecutive_failures", "{n}")
+            }
+            other => panic!("{n}: {other:?}"),
+        }
+    }
+    let config = load("[[sites]]\nid = \"a\"\n").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        config.sites[0].breaker.consecutive_failures, 5,
+        "the default"
+    );
+}
+
+#[test]
 fn duplicate_sites_and_no_sites_are_refused() {
     let dup = load("[[sites]]\nid = \"a\"\n[[sites]]\nid = \"a\"\n").err();
     assert!(matches!(dup, Some(ConfigError::Invalid { key, .. }) if key == "sites[1].id"));

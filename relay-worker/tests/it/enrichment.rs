@@ -297,6 +297,7 @@ async fn moodle_503s_and_deadlocks_are_retried_and_invalidparameter_is_dead_lett
     site.enrich.batch_max = 5;
     // This test is about retries; keep the breaker out of it (it has its own test).
     site.breaker.min_calls = 1_000;
+    site.breaker.consecutive_failures = 0;
     let downstream = downstream_queue(&rig.channel, "#", FieldTable::default()).await;
     sim.fail_next(503, 3, Some(1));
     sim.deadlock_next(2);
