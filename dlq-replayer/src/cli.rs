@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use jiff::Timestamp;
+use relay_contract::dlq::Class;
 use relay_contract::routing::DLQ_QUEUE;
 
 use crate::filter::{Filter, Glob, parse_time};
@@ -129,7 +130,7 @@ pub struct FilterArgs {
     pub event_type: Vec<String>,
     /// Failure class: transient, auth, client, conflict, invalid, poison.
     #[arg(long, value_name = "CLASS")]
-    pub class: Vec<String>,
+    pub class: Vec<Class>,
     /// Failure code (x-relay-error-code), e.g. invalidparameter.
     #[arg(long, value_name = "CODE")]
     pub code: Vec<String>,
@@ -197,7 +198,7 @@ mod tests {
         assert!(yes);
         let f = filter.to_filter();
         assert_eq!(f.sites, ["a"]);
-        assert_eq!(f.classes, ["transient"]);
+        assert_eq!(f.classes, [Class::Transient]);
         assert!(f.since.is_some_and(|t| t < Timestamp::now()));
         assert_eq!(cli.queue, "relay.dlq");
     }
@@ -208,6 +209,7 @@ mod tests {
             &["list", "--since", "yesterday"][..],
             &["replay", "--rate", "0"],
             &["purge", "--no-backup", "--backup", "x"],
+            &["list", "--class", "transiant"],
             &["show"],
         ] {
             let err = parse(args)

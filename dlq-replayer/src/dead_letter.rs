@@ -8,11 +8,11 @@
 use jiff::Timestamp;
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable};
-use relay_contract::dlq;
+use relay_contract::dlq::{self, Class};
+use relay_contract::routing::ingest_queue_site;
 
-/// The class of a message the broker dead-lettered after its delivery limit.
-pub const POISON: &str = "poison";
-/// The class of a message that carries neither relay headers nor `x-death`.
+/// What is shown for the class of a message that carries neither a known
+/// class header nor `x-death`.
 pub const UNKNOWN: &str = "unknown";
 /// The `x-death` reason of a message that kept coming back unsettled.
 const DELIVERY_LIMIT: &str = "delivery_limit";
@@ -27,24 +27,26 @@ pub struct DeadLetter {
     pub site: Option<String>,
     /// The `type` property, or the body's `type` field.
     pub event_type: Option<String>,
-    /// `transient`, `client`, `invalid`, `poison`... or [`UNKNOWN`].
-    pub class: String,
+    /// `None` when the message has no class header the contract knows
+    /// (shown as [`UNKNOWN`]).
+    pub class: Option<Class>,
     pub code: Option<String>,
     pub message: Option<String>,
-    pub attempts: Option<i64>,
+    /// `None` when the header is absent (or not a count).
+    pub attempts: Option<u32>,
     /// `x-relay-last-failed-at` (or the `x-death` time), as a time.
     pub last_failed: Option<Timestamp>,
     /// Where a replay sends it.
     pub exchange: Option<String>,
     pub routing_key: Option<String>,
-    pub replay_count: i64,
+    pub replay_count: u32,
 }
 
 impl DeadLetter {
     pub fn from_message(props: &BasicProperties, body: &[u8]) -> DeadLetter {
         let empty = FieldTable::default();
         let headers = props.headers().as_ref().unwrap_or(&empty);
-        let text = |key: &str| header_text(headers, key);
+        let text = |key: &str| dlq::text(headers, key);
         let death = poison_death(headers);
         let death_key = death.as_ref().and_then(|d| d.routing_key.clone());
         let routing_key = text(dlq::ORIGINAL_ROUTING_KEY).or_else(|| death_key.clone());
@@ -53,7 +55,7 @@ impl DeadLetter {
             .or_else(|| {
                 death
                     .as_ref()
-                    .and_then(|d| d.queue.strip_prefix("relay.ingest.").map(str::to_owned))
+                    .and_then(|d| ingest_queue_site(&d.queue).map(str::to_owned))
             });
         let mut letter = DeadLetter {
             id: props.message_id().as_ref().map(|m| m.to_string()),
@@ -63,14 +65,14 @@ impl DeadLetter {
                 .as_ref()
                 .map(|k| k.to_string())
                 .or_else(|| body_type(body)),
-            class: text(dlq::ERROR_CLASS).unwrap_or_else(|| UNKNOWN.to_owned()),
+            class: dlq::class(headers),
             code: text(dlq::ERROR_CODE),
             message: text(dlq::ERROR_MESSAGE),
-            attempts: header_int(headers, dlq::ATTEMPTS),
+            attempts: dlq::count(headers, dlq::ATTEMPTS),
             last_failed: text(dlq::LAST_FAILED_AT).and_then(|t| t.parse().ok()),
             exchange: text(dlq::ORIGINAL_EXCHANGE),
             routing_key,
-            replay_count: header_int(headers, dlq::REPLAY_COUNT).unwrap_or(0),
+            replay_count: dlq::replay_count(headers),
         };
         if let Some(death) = death {
             let replayed: Option<Timestamp> = text(dlq::REPLAYED_AT).and_then(|t| t.parse().ok());
@@ -81,7 +83,7 @@ impl DeadLetter {
                 (Some(failed), Some(replayed)) if failed > replayed
             );
             if !worker_failed_later {
-                letter.class = POISON.to_owned();
+                letter.class = Some(Class::Poison);
                 letter.code = Some(DELIVERY_LIMIT.to_owned());
                 letter.message = Some(format!(
                     "delivery limit reached in {} ({} time(s))",
@@ -94,6 +96,11 @@ impl DeadLetter {
         }
         letter
     }
+
+    /// The class as shown and summarised: its name, or [`UNKNOWN`].
+    pub fn class_label(&self) -> &'static str {
+        self.class.map_or(UNKNOWN, Class::as_str)
+    }
 }
 
 /// The newest `x-death` entry, when it says the broker dead-lettered the
@@ -103,7 +110,7 @@ struct Death {
     queue: String,
     exchange: Option<String>,
     routing_key: Option<String>,
-    count: i64,
+    count: u32,
     time: Option<Timestamp>,
 }
 
@@ -115,11 +122,11 @@ fn poison_death(headers: &FieldTable) -> Option<Death> {
     let Some(AMQPValue::FieldTable(newest)) = entries.as_slice().first() else {
         return None;
     };
-    if header_text(newest, "reason").as_deref() != Some(DELIVERY_LIMIT) {
+    if dlq::text(newest, "reason").as_deref() != Some(DELIVERY_LIMIT) {
         return None;
     }
     let routing_key = match newest.inner().get("routing-keys") {
-        Some(AMQPValue::FieldArray(keys)) => keys.as_slice().first().and_then(value_text),
+        Some(AMQPValue::FieldArray(keys)) => keys.as_slice().first().and_then(dlq::text_value),
         _ => None,
     };
     let time = match newest.inner().get("time") {
@@ -129,10 +136,10 @@ fn poison_death(headers: &FieldTable) -> Option<Death> {
         _ => None,
     };
     Some(Death {
-        queue: header_text(newest, "queue").unwrap_or_default(),
-        exchange: header_text(newest, "exchange"),
+        queue: dlq::text(newest, "queue").unwrap_or_default(),
+        exchange: dlq::text(newest, "exchange"),
         routing_key,
-        count: header_int(newest, "count").unwrap_or(1),
+        count: dlq::count(newest, "count").unwrap_or(1),
         time,
     })
 }
@@ -153,34 +160,6 @@ fn body_type(body: &[u8]) -> Option<String> {
         kind: Option<String>,
     }
     serde_json::from_slice::<Typed>(body).ok()?.kind
-}
-
-/// A header as text, if it is a string of either kind.
-pub fn header_text(headers: &FieldTable, key: &str) -> Option<String> {
-    headers.inner().get(key).and_then(value_text)
-}
-
-fn value_text(value: &AMQPValue) -> Option<String> {
-    match value {
-        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
-        AMQPValue::ShortString(s) => Some(s.to_string()),
-        _ => None,
-    }
-}
-
-/// A header as an integer, whatever integer type (or digits string) it was sent as.
-pub fn header_int(headers: &FieldTable, key: &str) -> Option<i64> {
-    match headers.inner().get(key)? {
-        AMQPValue::ShortShortInt(n) => Some(i64::from(*n)),
-        AMQPValue::ShortShortUInt(n) => Some(i64::from(*n)),
-        AMQPValue::ShortInt(n) => Some(i64::from(*n)),
-        AMQPValue::ShortUInt(n) => Some(i64::from(*n)),
-        AMQPValue::LongInt(n) => Some(i64::from(*n)),
-        AMQPValue::LongUInt(n) => Some(i64::from(*n)),
-        AMQPValue::LongLongInt(n) => Some(*n),
-        AMQPValue::LongString(s) => std::str::from_utf8(s.as_bytes()).ok()?.parse().ok(),
-        _ => None,
-    }
 }
 
 #[cfg(test)]
@@ -231,7 +210,7 @@ mod tests {
         .with_type("moodle.user.created".into());
         let d = DeadLetter::from_message(&p, b"{}");
         assert_eq!(d.id.as_deref(), Some("e1"));
-        assert_eq!(d.class, "client");
+        assert_eq!(d.class, Some(Class::Client));
         assert_eq!(d.code.as_deref(), Some("invalidparameter"));
         assert_eq!(d.attempts, Some(3));
         assert_eq!(d.site.as_deref(), Some("lms"));
@@ -248,7 +227,7 @@ mod tests {
     fn the_type_falls_back_to_the_body() {
         let d = DeadLetter::from_message(&props(&[]), br#"{"type":"moodle.role.assigned"}"#);
         assert_eq!(d.event_type.as_deref(), Some("moodle.role.assigned"));
-        assert_eq!(d.class, UNKNOWN);
+        assert_eq!((d.class, d.class_label()), (None, UNKNOWN));
         assert_eq!(
             DeadLetter::from_message(&props(&[]), b"\xff").event_type,
             None
@@ -267,7 +246,7 @@ mod tests {
             ),
         )]);
         let d = DeadLetter::from_message(&p, b"{}");
-        assert_eq!(d.class, POISON);
+        assert_eq!(d.class, Some(Class::Poison));
         assert_eq!(d.code.as_deref(), Some("delivery_limit"));
         assert_eq!(d.site.as_deref(), Some("lms"));
         assert_eq!(d.exchange.as_deref(), Some("moodle.ingest"));
@@ -284,7 +263,10 @@ mod tests {
                 x_death("expired", "relay.retry.1000ms", "lms.user.created", 1),
             ),
         ]);
-        assert_eq!(DeadLetter::from_message(&p, b"{}").class, "transient");
+        assert_eq!(
+            DeadLetter::from_message(&p, b"{}").class,
+            Some(Class::Transient)
+        );
     }
 
     #[test]
@@ -296,7 +278,10 @@ mod tests {
             (dlq::LAST_FAILED_AT, long("2026-11-24T11:00:00Z")),
             (dlq::X_DEATH, death.clone()),
         ]);
-        assert_eq!(DeadLetter::from_message(&after, b"{}").class, "client");
+        assert_eq!(
+            DeadLetter::from_message(&after, b"{}").class,
+            Some(Class::Client)
+        );
         let poisoned_again = props(&[
             (dlq::ERROR_CLASS, long("client")),
             (dlq::REPLAYED_AT, long("2026-11-24T12:00:00Z")),
@@ -305,19 +290,28 @@ mod tests {
         ]);
         assert_eq!(
             DeadLetter::from_message(&poisoned_again, b"{}").class,
-            POISON
+            Some(Class::Poison)
         );
     }
 
     #[test]
-    fn integers_of_any_width_are_read() {
-        let mut h = FieldTable::default();
-        h.insert("a".into(), AMQPValue::LongInt(4));
-        h.insert("b".into(), AMQPValue::ShortShortUInt(5));
-        h.insert("c".into(), long("6"));
-        assert_eq!(header_int(&h, "a"), Some(4));
-        assert_eq!(header_int(&h, "b"), Some(5));
-        assert_eq!(header_int(&h, "c"), Some(6));
-        assert_eq!(header_int(&h, "d"), None);
+    fn attempts_and_replay_counts_of_any_integer_width_are_read() {
+        let p = props(&[
+            (dlq::ATTEMPTS, AMQPValue::ShortShortUInt(5)),
+            (dlq::REPLAY_COUNT, AMQPValue::LongInt(2)),
+        ]);
+        let d = DeadLetter::from_message(&p, b"{}");
+        assert_eq!((d.attempts, d.replay_count), (Some(5), 2));
+        let p = props(&[(dlq::ATTEMPTS, long("6"))]);
+        assert_eq!(DeadLetter::from_message(&p, b"{}").attempts, Some(6));
+        let none = DeadLetter::from_message(&props(&[]), b"{}");
+        assert_eq!((none.attempts, none.replay_count), (None, 0));
+    }
+
+    #[test]
+    fn a_class_header_the_contract_does_not_know_is_unknown() {
+        let p = props(&[(dlq::ERROR_CLASS, long("Transient"))]);
+        let d = DeadLetter::from_message(&p, b"{}");
+        assert_eq!((d.class, d.class_label()), (None, UNKNOWN));
     }
 }

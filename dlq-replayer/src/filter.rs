@@ -5,6 +5,7 @@
 //! different options must all hold. An empty filter matches everything.
 
 use jiff::{Span, Timestamp, tz::TimeZone};
+use relay_contract::dlq::Class;
 
 use crate::dead_letter::DeadLetter;
 
@@ -13,7 +14,7 @@ use crate::dead_letter::DeadLetter;
 pub struct Filter {
     pub sites: Vec<String>,
     pub types: Vec<Glob>,
-    pub classes: Vec<String>,
+    pub classes: Vec<Class>,
     pub codes: Vec<String>,
     /// Only messages whose last failure is at or after this time.
     pub since: Option<Timestamp>,
@@ -27,7 +28,7 @@ impl Filter {
     /// field (no site, no failure time...) are not selected by that filter.
     pub fn matches(&self, message: &DeadLetter) -> bool {
         any_equal(&self.sites, message.site.as_deref())
-            && any_equal(&self.classes, Some(message.class.as_str()))
+            && (self.classes.is_empty() || message.class.is_some_and(|c| self.classes.contains(&c)))
             && any_equal(&self.codes, message.code.as_deref())
             && any_equal(&self.ids, message.id.as_deref())
             && (self.types.is_empty()
@@ -64,7 +65,7 @@ impl Filter {
         };
         list("site", self.sites.clone());
         list("type", self.types.iter().map(|g| g.0.clone()).collect());
-        list("class", self.classes.clone());
+        list("class", self.classes.iter().map(Class::to_string).collect());
         list("code", self.codes.clone());
         list("id", self.ids.clone());
         if let Some(since) = self.since {
@@ -134,12 +135,12 @@ pub fn parse_time(text: &str, now: Timestamp) -> Result<Timestamp, String> {
 mod tests {
     use super::*;
 
-    fn letter(site: &str, class: &str, code: &str, kind: &str, at: &str) -> DeadLetter {
+    fn letter(site: &str, class: Class, code: &str, kind: &str, at: &str) -> DeadLetter {
         DeadLetter {
             id: Some(format!("{site}-{class}")),
             site: Some(site.into()),
             event_type: Some(kind.into()),
-            class: class.into(),
+            class: Some(class),
             code: Some(code.into()),
             last_failed: at.parse().ok(),
             ..DeadLetter::default()
@@ -162,7 +163,7 @@ mod tests {
     fn options_combine_with_and_values_with_or() {
         let m = letter(
             "a",
-            "transient",
+            Class::Transient,
             "http503",
             "moodle.user.created",
             "2026-11-24T10:00:00Z",
@@ -171,9 +172,9 @@ mod tests {
         assert!(f.matches(&m));
         f.sites = vec!["b".into(), "a".into()];
         assert!(f.matches(&m));
-        f.classes = vec!["client".into()];
+        f.classes = vec![Class::Client];
         assert!(!f.matches(&m));
-        f.classes = vec!["transient".into()];
+        f.classes = vec![Class::Transient];
         f.types = vec![Glob("moodle.user.*".into())];
         assert!(f.matches(&m));
         f.codes = vec!["invalidparameter".into()];
@@ -182,7 +183,7 @@ mod tests {
 
     #[test]
     fn time_range_is_on_the_last_failure_and_inclusive() {
-        let m = letter("a", "client", "x", "t", "2026-11-24T10:00:00Z");
+        let m = letter("a", Class::Client, "x", "t", "2026-11-24T10:00:00Z");
         let at = |s: &str| s.parse::<Timestamp>().ok();
         let mut f = Filter {
             since: at("2026-11-24T10:00:00Z"),
@@ -222,7 +223,7 @@ mod tests {
     fn describe_names_every_option() {
         let f = Filter {
             sites: vec!["a".into()],
-            classes: vec!["transient".into(), "client".into()],
+            classes: vec![Class::Transient, Class::Client],
             ..Filter::default()
         };
         assert_eq!(f.describe(), "messages with site a, class transient|client");

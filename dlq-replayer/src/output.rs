@@ -59,7 +59,7 @@ pub fn table_row(out: &mut dyn Write, d: &DeadLetter) -> io::Result<()> {
         d.id.as_deref(),
         d.site.as_deref(),
         d.event_type.as_deref(),
-        Some(d.class.as_str()),
+        Some(d.class_label()),
         d.code.as_deref(),
         attempts.as_deref(),
         last_failed.as_deref(),
@@ -81,7 +81,7 @@ pub fn route_row(out: &mut dyn Write, d: &DeadLetter, exchange: &str, key: &str)
         "{:<36}  {:<12}  {:<9}  {:<20}  -> {exchange} {key}",
         cell(d.id.as_deref(), 36),
         cell(d.site.as_deref(), 12),
-        cell(Some(d.class.as_str()), 9),
+        cell(Some(d.class_label()), 9),
         cell(d.code.as_deref(), 20),
     )
 }
@@ -92,7 +92,7 @@ pub fn json_line(out: &mut dyn Write, d: &DeadLetter) -> io::Result<()> {
         "id": d.id,
         "site": d.site,
         "type": d.event_type,
-        "class": d.class,
+        "class": d.class_label(),
         "code": d.code,
         "attempts": d.attempts,
         "last_failed_at": d.last_failed.map(|t| t.to_string()),
@@ -114,7 +114,7 @@ impl Summary {
     pub fn add(&mut self, d: &DeadLetter) {
         let key = (
             d.site.clone().unwrap_or_else(|| DASH.to_owned()),
-            d.class.clone(),
+            d.class_label().to_owned(),
             d.code.clone().unwrap_or_else(|| DASH.to_owned()),
         );
         *self.counts.entry(key).or_default() += 1;
@@ -245,13 +245,14 @@ fn indent(text: &str, by: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use relay_contract::dlq::Class;
 
     fn letter() -> DeadLetter {
         DeadLetter {
             id: Some("0b6e0c52-5f3e-4a53-9d6e-8d5b5f0d0c11".into()),
             site: Some("lms-prod".into()),
             event_type: Some("moodle.user.created".into()),
-            class: "transient".into(),
+            class: Some(Class::Transient),
             code: Some("http503".into()),
             message: Some("Service Unavailable\nretry later".into()),
             attempts: Some(5),
@@ -291,7 +292,11 @@ mod tests {
         let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(v["site"], "lms-prod");
         assert_eq!(v["attempts"], 5);
+        assert_eq!(v["class"], "transient");
         assert_eq!(v["last_failed_at"], "2026-11-24T03:00:00.123Z");
+        let unknown = text(|b| json_line(b, &DeadLetter::default()));
+        let v: Value = serde_json::from_str(&unknown).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(v["class"], "unknown");
     }
 
     #[test]
@@ -300,7 +305,7 @@ mod tests {
         s.add(&letter());
         s.add(&letter());
         s.add(&DeadLetter {
-            class: "poison".into(),
+            class: Some(Class::Poison),
             ..letter()
         });
         assert_eq!(s.count("lms-prod", "transient", "http503"), 2);

@@ -19,14 +19,14 @@ use indicatif::{ProgressBar, ProgressStyle};
 use lapin::Confirmation;
 use lapin::message::Delivery;
 use lapin::options::BasicPublishOptions;
-use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::types::{FieldTable, ShortString};
 use lapin::{BasicProperties, Channel};
 use relay_contract::dlq;
 use tokio::time::Instant;
 
 use crate::Stop;
 use crate::broker::Broker;
-use crate::dead_letter::{DELIVERY_COUNT, DeadLetter, header_int};
+use crate::dead_letter::{DELIVERY_COUNT, DeadLetter};
 use crate::error::Error;
 use crate::filter::Filter;
 use crate::inspect::{next_or_stop, warn_if_short};
@@ -69,21 +69,11 @@ pub fn replay_properties(props: &BasicProperties, now: &str) -> BasicProperties 
         .as_ref()
         .map(|h| h.inner().clone())
         .unwrap_or_default();
-    let count = props
-        .headers()
-        .as_ref()
-        .and_then(|h| header_int(h, dlq::REPLAY_COUNT))
-        .unwrap_or(0);
+    let count = props.headers().as_ref().map_or(0, dlq::replay_count);
     headers.remove(DELIVERY_COUNT);
-    headers.insert(dlq::ATTEMPTS.into(), AMQPValue::LongLongInt(0));
-    headers.insert(
-        dlq::REPLAYED_AT.into(),
-        AMQPValue::LongString(LongString::from(now)),
-    );
-    headers.insert(
-        dlq::REPLAY_COUNT.into(),
-        AMQPValue::LongLongInt(count.saturating_add(1)),
-    );
+    dlq::set_attempts(&mut headers, 0);
+    dlq::set_text(&mut headers, dlq::REPLAYED_AT, now);
+    dlq::set_replay_count(&mut headers, count.saturating_add(1));
     props.clone().with_headers(FieldTable::from(headers))
 }
 
@@ -341,7 +331,7 @@ impl Run<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dead_letter::header_text;
+    use lapin::types::AMQPValue;
 
     #[test]
     fn a_replayed_copy_has_attempts_reset_and_a_replay_count() {
@@ -358,21 +348,21 @@ mod tests {
             .with_headers(h);
         let copy = replay_properties(&props, "2026-11-24T03:00:00Z");
         let headers = copy.headers().clone().unwrap_or_default();
-        assert_eq!(header_int(&headers, dlq::ATTEMPTS), Some(0));
-        assert_eq!(header_int(&headers, dlq::REPLAY_COUNT), Some(2));
         assert_eq!(
-            header_text(&headers, dlq::REPLAYED_AT).as_deref(),
+            headers.inner().get(dlq::ATTEMPTS),
+            Some(&AMQPValue::LongLongInt(0))
+        );
+        assert_eq!(dlq::replay_count(&headers), 2);
+        assert_eq!(
+            dlq::text(&headers, dlq::REPLAYED_AT).as_deref(),
             Some("2026-11-24T03:00:00Z")
         );
-        assert_eq!(
-            header_text(&headers, dlq::ERROR_CLASS).as_deref(),
-            Some("transient")
-        );
+        assert_eq!(dlq::class(&headers), Some(dlq::Class::Transient));
         assert!(!headers.contains_key(DELIVERY_COUNT));
         assert_eq!(copy.message_id(), props.message_id());
         let first = replay_properties(&BasicProperties::default(), "t");
         let headers = first.headers().clone().unwrap_or_default();
-        assert_eq!(header_int(&headers, dlq::REPLAY_COUNT), Some(1));
+        assert_eq!(dlq::count(&headers, dlq::REPLAY_COUNT), Some(1));
     }
 
     #[tokio::test(start_paused = true)]

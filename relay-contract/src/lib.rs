@@ -9,7 +9,8 @@
 //! - [`validate`]: [`Validator`], which checks raw bytes and says precisely why
 //!   an event is refused ([`Invalid`]).
 //! - [`routing`]: site ids, routing keys, exchange and queue names.
-//! - [`dlq`]: the header names a dead-lettered message carries.
+//! - [`dlq`]: what a dead-lettered message carries: header names, the failure
+//!   [`dlq::Class`], and typed reading and writing of the header values.
 //! - [`redact`]: credentials out of text before it is logged or stored.
 
 pub mod dlq;

@@ -36,9 +36,20 @@ pub fn retry_queue(delay_ms: u64) -> String {
     format!("relay.retry.{delay_ms}ms")
 }
 
+/// What every site's ingest queue name starts with.
+pub const INGEST_QUEUE_PREFIX: &str = "relay.ingest.";
+
 /// The site's ingest queue, `relay.ingest.<site>`.
 pub fn ingest_queue(site: &SiteId) -> String {
-    format!("relay.ingest.{site}")
+    format!("{INGEST_QUEUE_PREFIX}{site}")
+}
+
+/// The site whose ingest queue `queue` is (the inverse of [`ingest_queue`]),
+/// or `None` when it is not an ingest queue.
+pub fn ingest_queue_site(queue: &str) -> Option<&str> {
+    queue
+        .strip_prefix(INGEST_QUEUE_PREFIX)
+        .filter(|site| !site.is_empty())
 }
 
 /// A Moodle site id as configured in the plugin: `^[a-z0-9][a-z0-9-]{0,31}$`.
@@ -148,6 +159,16 @@ mod tests {
             &"a".repeat(33),
         ] {
             assert!(bad.parse::<SiteId>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ingest_queue_names_give_their_site_back() {
+        let site: SiteId = "lms-prod".parse().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ingest_queue(&site), "relay.ingest.lms-prod");
+        assert_eq!(ingest_queue_site(&ingest_queue(&site)), Some("lms-prod"));
+        for other in ["relay.ingest.", "relay.dlq", "relay.retry.1000ms", "lms"] {
+            assert_eq!(ingest_queue_site(other), None, "{other}");
         }
     }
 

@@ -1,8 +1,22 @@
-//! The DLQ contract (DESIGN.md §5): header names every dead-lettered message carries.
+//! The DLQ contract (DESIGN.md §5): the header names every dead-lettered
+//! message carries, the failure [`Class`] it records, and typed access to the
+//! headers' values ([`attempts`], [`set_attempts`], [`class`], [`text`]...).
 //!
-//! The worker writes them; `dlq-replayer` reads, filters and resets them.
+//! The worker writes them; `dlq-replayer` reads, filters and resets them. Both
+//! go through this module, so neither spells a header name or picks a value
+//! type of its own.
 
-/// Failure class: `transient`, `auth`, `client`, `conflict`, `invalid` or `poison`.
+mod class;
+mod headers;
+
+pub use class::{Class, UnknownClass};
+pub use headers::{
+    HeadersMut, attempts, class, count, count_value, replay_count, set_attempts, set_class,
+    set_replay_count, set_text, text, text_value,
+};
+
+/// Failure class: a [`Class`] name (`transient`, `auth`, `client`, `conflict`,
+/// `invalid` or `poison`).
 pub const ERROR_CLASS: &str = "x-relay-error-class";
 /// Machine-readable code, e.g. Moodle's `errorcode` or a validation code like `schema`.
 pub const ERROR_CODE: &str = "x-relay-error-code";
