@@ -4,11 +4,11 @@
 //! - [`config`]: the configuration and its validation.
 //! - [`topology`]: exchanges and queues, declared at start and exported.
 //! - [`run`](mod@run): connect, run every site, reconnect, shut down.
-//! - [`site`]: one site's consume → validate → publish → ack loop.
-//! - [`site_moodle`]: enrichment in flight, and pausing a site Moodle refuses.
+//! - [`pipeline`]: one site's consume → check → enrich → publish → ack loop,
+//!   one file per role; [`pipeline::decide`] is where a retry, a dead-letter
+//!   and a pause are decided, [`pipeline::mode`] owns a site's pause.
 //! - [`acks`]: acknowledging finished deliveries in runs.
-//! - [`enrich`]: Moodle data added to events of sites with a `moodle_url`.
-//! - [`failure`]: the one place failures are classified and acted upon.
+//! - [`failure`]: what a failed message is: class, code, reason.
 //! - [`moodle`]: Moodle's REST web services (client, token, form encoding).
 //! - [`properties`]: properties and headers of what the worker publishes.
 //! - [`metrics`]: named instrumentation events (count and log).
@@ -17,15 +17,13 @@
 
 pub mod acks;
 pub mod config;
-pub mod enrich;
 pub mod failure;
 pub mod http;
 pub mod metrics;
 pub mod moodle;
+pub mod pipeline;
 pub mod properties;
 pub mod run;
-pub mod site;
-pub mod site_moodle;
 pub mod topology;
 pub mod validate_cli;
 

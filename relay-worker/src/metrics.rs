@@ -3,6 +3,7 @@
 //! to know. Metric and label names are a contract (DESIGN.md §6).
 
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -109,6 +110,42 @@ impl SiteMetrics {
         if let Some(lag) = lag_s {
             self.lag.record(lag.max(0.0));
         }
+    }
+}
+
+/// A site's Moodle calls and circuit breaker.
+#[derive(Clone)]
+pub struct MoodleMetrics {
+    site: String,
+    breaker: Gauge,
+}
+
+impl std::fmt::Debug for MoodleMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MoodleMetrics").finish_non_exhaustive()
+    }
+}
+
+impl MoodleMetrics {
+    pub fn new(site: &str) -> Self {
+        MoodleMetrics {
+            site: site.to_owned(),
+            breaker: gauge!("relay_breaker_state", "site" => site.to_owned()),
+        }
+    }
+
+    /// The breaker's state: 0 closed, 1 open, 2 half-open.
+    pub fn breaker(&self, state: f64) {
+        self.breaker.set(state);
+    }
+
+    /// One call to Moodle ended with `outcome` (`ok` or the error's code).
+    pub fn call(&self, function: &str, outcome: String, took: Duration) {
+        let site = self.site.clone();
+        counter!("relay_moodle_calls_total", "site" => site.clone(), "function" => function.to_owned(), "outcome" => outcome)
+            .increment(1);
+        histogram!("relay_moodle_call_duration_seconds", "site" => site, "function" => function.to_owned())
+            .record(took.as_secs_f64());
     }
 }
 

@@ -3,7 +3,7 @@
 //! (§5). Headers are read back from here too, so their names live in one place.
 
 use lapin::BasicProperties;
-use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
 use relay_contract::routing::RETRY_QUEUE_HEADER;
 use relay_contract::{CLOUDEVENTS_CONTENT_TYPE, Envelope, dlq};
 
@@ -48,15 +48,10 @@ pub struct Origin<'a> {
     pub routing_key: &'a str,
 }
 
-/// How many delayed retries a message has had (`x-relay-attempts`, 0 if absent).
+/// How many delayed retries a message has had (`x-relay-attempts`, 0 if absent
+/// or unreadable; the contract's [`dlq::attempts`] decides how it is read).
 pub fn attempts(props: &BasicProperties) -> u32 {
-    match header(props, dlq::ATTEMPTS) {
-        Some(AMQPValue::LongLongInt(n)) => u32::try_from(*n).unwrap_or(0),
-        Some(AMQPValue::LongInt(n)) => u32::try_from(*n).unwrap_or(0),
-        Some(AMQPValue::ShortInt(n)) => u32::try_from(*n).unwrap_or(0),
-        Some(AMQPValue::LongUInt(n)) => *n,
-        _ => 0,
-    }
+    props.headers().as_ref().map_or(0, dlq::attempts)
 }
 
 /// The original properties plus the failure headers. `attempts` is the count to
@@ -79,8 +74,8 @@ pub fn failed(
     let exchange =
         header_str(received, dlq::ORIGINAL_EXCHANGE).unwrap_or_else(|| origin.exchange.to_owned());
     let message = relay_contract::redact::credentials(&failure.message);
+    dlq::set_class(&mut headers, failure.class);
     let text = [
-        (dlq::ERROR_CLASS, failure.class.as_str()),
         (dlq::ERROR_CODE, failure.code.as_str()),
         (dlq::ERROR_MESSAGE, dlq::truncate_error_message(&message)),
         (dlq::FIRST_FAILED_AT, first_failed.as_str()),
@@ -91,19 +86,15 @@ pub fn failed(
         (dlq::WORKER_VERSION, VERSION),
     ];
     for (key, value) in text {
-        headers.insert(key.into(), AMQPValue::LongString(LongString::from(value)));
+        dlq::set_text(&mut headers, key, value);
     }
-    headers.insert(
-        dlq::ATTEMPTS.into(),
-        AMQPValue::LongLongInt(i64::from(attempts)),
-    );
+    dlq::set_attempts(&mut headers, attempts);
     match retry_queue {
-        Some(queue) => headers.insert(
-            RETRY_QUEUE_HEADER.into(),
-            AMQPValue::LongString(queue.into()),
-        ),
-        None => headers.remove(&ShortString::from(RETRY_QUEUE_HEADER)),
-    };
+        Some(queue) => dlq::set_text(&mut headers, RETRY_QUEUE_HEADER, queue),
+        None => {
+            headers.remove(&ShortString::from(RETRY_QUEUE_HEADER));
+        }
+    }
     let mut props = received.clone().with_headers(FieldTable::from(headers));
     // Keep the message persistent in the delay queues and the DLQ.
     if props.delivery_mode().is_none() {
@@ -112,22 +103,34 @@ pub fn failed(
     props
 }
 
-fn header<'a>(props: &'a BasicProperties, key: &str) -> Option<&'a AMQPValue> {
-    props.headers().as_ref()?.inner().get(key)
-}
-
 fn header_str(props: &BasicProperties, key: &str) -> Option<String> {
-    match header(props, key)? {
-        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
-        AMQPValue::ShortString(s) => Some(s.to_string()),
-        _ => None,
-    }
+    dlq::text(props.headers().as_ref()?, key)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::failure::Class;
+
+    fn header<'a>(props: &'a BasicProperties, key: &str) -> Option<&'a AMQPValue> {
+        props.headers().as_ref()?.inner().get(key)
+    }
+
+    #[test]
+    fn attempts_sent_as_a_narrow_or_unsigned_integer_are_not_read_as_zero() {
+        for value in [
+            AMQPValue::ShortShortUInt(2),
+            AMQPValue::ShortShortInt(2),
+            AMQPValue::ShortUInt(2),
+            AMQPValue::LongLongInt(2),
+        ] {
+            let mut headers = FieldTable::default();
+            headers.insert(dlq::ATTEMPTS.into(), value);
+            let props = BasicProperties::default().with_headers(headers);
+            assert_eq!(attempts(&props), 2);
+        }
+        assert_eq!(attempts(&BasicProperties::default()), 0);
+    }
 
     #[test]
     fn failure_headers_keep_the_first_failure_time_and_original_route() {

@@ -5,19 +5,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use lapin::options::{BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions};
-use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
 use relay_contract::Validator;
-use relay_contract::routing::ingest_queue;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::config::{Config, SiteConfig};
 use crate::http::{self, Readiness};
 use crate::metrics;
-use crate::moodle::site::MoodleSite;
-use crate::site::{SiteContext, SitePipeline};
+use crate::moodle::gateway::MoodleGateway;
+use crate::pipeline::{SiteContext, SitePipeline};
 use crate::topology::{Topology, TopologyError, retry_steps};
 
 /// Why the worker stopped other than by being asked to.
@@ -138,7 +135,7 @@ fn contexts(config: &Config) -> Result<Vec<(SiteConfig, SiteContext)>, RunError>
         .sites
         .iter()
         .map(|site| {
-            let moodle = MoodleSite::from_config(site).map_err(|source| RunError::Moodle {
+            let moodle = MoodleGateway::from_config(site).map_err(|source| RunError::Moodle {
                 site: site.id.to_string(),
                 source,
             })?;
@@ -242,7 +239,7 @@ async fn set_up(
     }
     let mut tasks = JoinSet::new();
     for (site, ctx) in sites {
-        match start_site(&connection, config, site, ctx.clone()).await {
+        match SitePipeline::start(&connection, ctx.clone(), config.amqp.prefetch).await {
             Ok(pipeline) => {
                 tasks.spawn(pipeline.run(stop.clone()));
             }
@@ -252,41 +249,9 @@ async fn set_up(
     Ok(Ok((connection, tasks)))
 }
 
-async fn start_site(
-    connection: &Connection,
-    config: &Config,
-    site: &SiteConfig,
-    ctx: SiteContext,
-) -> lapin::Result<SitePipeline> {
-    let consume = connection.create_channel().await?;
-    // Per-consumer prefetch: bounds unacked deliveries (and so memory) per site.
-    consume
-        .basic_qos(config.amqp.prefetch, BasicQosOptions::default())
-        .await?;
-    let queue = ingest_queue(&site.id);
-    let consumer = consume
-        .basic_consume(
-            queue.as_str().into(),
-            format!("relay-worker.{}.{}", site.id, std::process::id()).into(),
-            // Manual acks: a message is acked only after its publish is confirmed.
-            BasicConsumeOptions {
-                no_ack: false,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
-    let publish = connection.create_channel().await?;
-    // Publisher confirms: the broker tells us when it has taken responsibility.
-    publish
-        .confirm_select(ConfirmSelectOptions::default())
-        .await?;
-    Ok(SitePipeline::new(ctx, consumer, consume, publish))
-}
-
 /// `core_webservice_get_site_info` every `every`, driving `relay_moodle_up`;
 /// ends when the site is dropped.
-async fn heartbeat(site: std::sync::Weak<MoodleSite>, every: Duration) {
+async fn heartbeat(site: std::sync::Weak<MoodleGateway>, every: Duration) {
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;

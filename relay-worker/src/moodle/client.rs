@@ -4,52 +4,16 @@
 //! Moodle reports errors as HTTP 200 with `{"exception", "errorcode",
 //! "message"[, "debuginfo"]}`; HTTP 403 with an empty body means web services
 //! or REST are disabled. What each error means for the relay is decided in
-//! [`crate::failure::Failure::moodle`], not here.
+//! [`super::error`], not here.
 
 use std::time::{Duration, Instant};
 
 use relay_contract::SiteId;
 use serde_json::Value;
 
+use super::error::MoodleError;
 use super::form;
-use super::token::{TokenError, TokenSource};
-
-/// What went wrong with a call, as Moodle or the network said it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum MoodleError {
-    #[error("Moodle raised {exception} ({errorcode}): {message}")]
-    Exception {
-        exception: String,
-        errorcode: String,
-        message: String,
-        debuginfo: Option<String>,
-    },
-    #[error("web services or the REST protocol are disabled on the site (HTTP 403, empty body)")]
-    Disabled,
-    #[error("HTTP {status}")]
-    Http {
-        status: u16,
-        retry_after: Option<Duration>,
-    },
-    #[error("no answer within {0:?}")]
-    Timeout(Duration),
-    #[error("cannot reach Moodle: {0}")]
-    Connect(String),
-    #[error("Moodle's answer is not JSON: {0}")]
-    Decode(String),
-    #[error(transparent)]
-    Token(#[from] TokenError),
-}
-
-impl MoodleError {
-    /// How long Moodle asked us to wait (`Retry-After`), if it did.
-    pub fn retry_after(&self) -> Option<Duration> {
-        match self {
-            MoodleError::Http { retry_after, .. } => *retry_after,
-            _ => None,
-        }
-    }
-}
+use super::token::TokenSource;
 
 /// A site's Moodle web services.
 #[derive(Debug)]
@@ -95,7 +59,7 @@ impl MoodleClient {
         let elapsed = started.elapsed();
         let (outcome, status) = match &result {
             Ok((status, _)) => ("ok".to_owned(), *status),
-            Err(e) => (outcome_of(&e.0), e.1),
+            Err(e) => (e.0.code(), e.1),
         };
         tracing::info!(
             target: "relay_worker::moodle::audit",
@@ -175,18 +139,6 @@ pub fn parse(status: u16, retry_after: Option<Duration>, body: &str) -> Result<V
         });
     }
     Ok(value)
-}
-
-fn outcome_of(error: &MoodleError) -> String {
-    match error {
-        MoodleError::Exception { errorcode, .. } => errorcode.clone(),
-        MoodleError::Disabled => "webservices_disabled".into(),
-        MoodleError::Http { status, .. } => format!("http_{status}"),
-        MoodleError::Timeout(_) => "timeout".into(),
-        MoodleError::Connect(_) => "connect".into(),
-        MoodleError::Decode(_) => "bad_response".into(),
-        MoodleError::Token(_) => "token_unavailable".into(),
-    }
 }
 
 /// Parameters for the audit line: names and values, cut short; the token is

@@ -16,8 +16,8 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
-use super::client::MoodleError;
-use super::site::CallError;
+use super::error::MoodleError;
+use super::gateway::CallError;
 
 /// One id's answer.
 pub type Answer = Result<Option<Value>, CallError>;
@@ -83,6 +83,12 @@ async fn run(
                 Ok(Some(request)) => batch.push(request),
                 Ok(None) | Err(_) => break,
             }
+        }
+        // A lookup whose event went back to the queue (its site paused) is
+        // not asked for.
+        batch.retain(|r| !r.reply.is_closed());
+        if batch.is_empty() {
+            continue;
         }
         let mut ids: Vec<i64> = batch.iter().map(|r| r.id).collect();
         ids.sort_unstable();

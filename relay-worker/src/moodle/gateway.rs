@@ -1,37 +1,43 @@
-//! One Moodle site as the pipeline sees it: every call goes through the
-//! circuit breaker, then the throttle, then the client, and its outcome feeds
-//! the breaker, the `Retry-After` pause and the metrics. Also the site's
-//! lookups: coalesced users and courses, and course completion status.
+//! The gateway to one site's Moodle: every call goes through the circuit
+//! breaker, then the throttle, then the client, and its outcome feeds the
+//! breaker, the `Retry-After` pause and the metrics. Also the site's lookups:
+//! coalesced users and courses, and course completion status.
+//!
+//! It reports facts (Moodle's error, or that the breaker is open until a
+//! moment); whether the site pauses is the pipeline's decision, and it owns
+//! the pause.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use metrics::{counter, gauge, histogram};
 use relay_contract::SiteId;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::breaker::{Admit, Breaker};
-use super::client::{MoodleClient, MoodleError};
+use super::breaker::{Admit, Breaker, State};
+use super::client::MoodleClient;
 use super::coalesce::{BatchCall, BatchFuture, Coalescer};
+use super::error::MoodleError;
 use super::throttle::{Limits, Throttle};
 use super::token::TokenSource;
 use crate::config::{EnrichConfig, SiteConfig};
-use crate::failure::{Class, Failure};
+use crate::failure::Class;
+use crate::metrics::MoodleMetrics;
 
 /// Why a call did not happen or did not work.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CallError {
     #[error(transparent)]
     Moodle(#[from] MoodleError),
-    /// The breaker is open: the site is struggling; try again after `retry_at`.
+    /// Moodle was not called, or this call's failure just opened the breaker:
+    /// the site is struggling; try again after `retry_at`.
     #[error("the circuit breaker of this site is open")]
     BreakerOpen { retry_at: Instant },
 }
 
-/// A configured Moodle site.
+/// A configured site's Moodle.
 #[derive(Debug)]
-pub struct MoodleSite {
+pub struct MoodleGateway {
     pub site: SiteId,
     pub enrich: EnrichConfig,
     client: MoodleClient,
@@ -39,14 +45,12 @@ pub struct MoodleSite {
     breaker: Mutex<Breaker>,
     users: Mutex<Option<Coalescer>>,
     courses: Mutex<Option<Coalescer>>,
-    /// Moodle refused our credentials: further calls are answered with that
-    /// refusal without reaching Moodle, until a probe gets through.
-    refused: Mutex<Option<MoodleError>>,
+    metrics: MoodleMetrics,
 }
 
-impl MoodleSite {
+impl MoodleGateway {
     /// The site's Moodle, or `None` for a pass-through site (no `moodle_url`).
-    pub fn from_config(config: &SiteConfig) -> Result<Option<Arc<MoodleSite>>, MoodleError> {
+    pub fn from_config(config: &SiteConfig) -> Result<Option<Arc<MoodleGateway>>, MoodleError> {
         let Some(url) = &config.moodle_url else {
             return Ok(None);
         };
@@ -62,7 +66,7 @@ impl MoodleSite {
             max_calls_per_minute: config.max_calls_per_minute,
             min_interval: Duration::from_millis(config.min_interval_ms),
         };
-        let site = Arc::new(MoodleSite {
+        let site = Arc::new(MoodleGateway {
             site: config.id.clone(),
             enrich: config.enrich.clone(),
             client,
@@ -70,26 +74,14 @@ impl MoodleSite {
             breaker: Mutex::new(Breaker::new(&config.breaker)),
             users: Mutex::new(None),
             courses: Mutex::new(None),
-            refused: Mutex::new(None),
+            metrics: MoodleMetrics::new(config.id.as_str()),
         });
-        gauge!("relay_breaker_state", "site" => site.site.to_string()).set(0.0);
+        site.metrics.breaker(State::Closed.gauge());
         Ok(Some(site))
     }
 
     /// One call, through breaker and throttle.
     pub async fn call(&self, function: &str, args: &Value) -> Result<Value, CallError> {
-        let refusal = self
-            .refused
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        if let Some(refusal) = refusal {
-            return Err(CallError::Moodle(refusal));
-        }
-        self.send(function, args).await
-    }
-
-    async fn send(&self, function: &str, args: &Value) -> Result<Value, CallError> {
         let admit = self.lock_breaker().admit(Instant::now());
         if let Admit::No { retry_at } = admit {
             return Err(CallError::BreakerOpen { retry_at });
@@ -99,37 +91,40 @@ impl MoodleSite {
         let started = Instant::now();
         let result = self.client.call(function, args).await;
         let took = started.elapsed();
-        let (outcome, struggling) = match &result {
-            Ok(_) => ("ok".to_owned(), false),
+        let struggling = match &result {
+            Ok(_) => false,
             Err(e) => {
-                let failure = Failure::moodle(e);
-                if failure.class == Class::Auth {
-                    *self.refused.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.clone());
-                }
                 if let Some(wait) = e.retry_after() {
                     self.throttle.pause_for(wait);
                 }
-                (failure.code, failure.class == Class::Transient)
+                e.class() == Class::Transient
             }
         };
-        self.lock_breaker().record(Instant::now(), took, struggling);
-        self.breaker_gauge();
-        let site = self.site.to_string();
-        counter!("relay_moodle_calls_total", "site" => site.clone(), "function" => function.to_owned(), "outcome" => outcome)
-            .increment(1);
-        histogram!("relay_moodle_call_duration_seconds", "site" => site, "function" => function.to_owned())
-            .record(took.as_secs_f64());
-        Ok(result?)
+        let state = {
+            let mut breaker = self.lock_breaker();
+            breaker.record(Instant::now(), took, struggling);
+            breaker.state()
+        };
+        self.metrics.breaker(state.gauge());
+        let outcome = result
+            .as_ref()
+            .map_or_else(MoodleError::code, |_| "ok".into());
+        self.metrics.call(function, outcome, took);
+        match (result, state) {
+            (Ok(value), _) => Ok(value),
+            // This failure opened the breaker (or found it open): say so, so the
+            // event waits for the site instead of burning a retry.
+            (Err(_), State::Open { until }) if struggling => {
+                Err(CallError::BreakerOpen { retry_at: until })
+            }
+            (Err(e), _) => Err(CallError::Moodle(e)),
+        }
     }
 
-    /// `core_webservice_get_site_info`: the heartbeat and the probe. It always
-    /// reaches Moodle, and its success lifts a credentials refusal.
+    /// `core_webservice_get_site_info`: the heartbeat, and the probe that ends
+    /// a site's pause.
     pub async fn probe(&self) -> Result<Value, CallError> {
-        let answer = self.send("core_webservice_get_site_info", &json!({})).await;
-        if answer.is_ok() {
-            *self.refused.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        }
-        answer
+        self.call("core_webservice_get_site_info", &json!({})).await
     }
 
     /// The user's record (`None` if Moodle has no such user any more).
@@ -177,7 +172,7 @@ impl MoodleSite {
     fn coalescer(
         self: &Arc<Self>,
         slot: &Mutex<Option<Coalescer>>,
-        batch: fn(Arc<MoodleSite>, Vec<i64>) -> BatchFuture,
+        batch: fn(Arc<MoodleGateway>, Vec<i64>) -> BatchFuture,
     ) -> Coalescer {
         let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = slot.as_ref() {
@@ -202,22 +197,13 @@ impl MoodleSite {
         c
     }
 
-    /// When the breaker will next let a call through, if it is open now.
-    pub fn breaker_open_until(&self) -> Option<Instant> {
-        match self.lock_breaker().state() {
-            super::breaker::State::Open { until } => Some(until),
-            super::breaker::State::HalfOpen => Some(Instant::now()),
-            super::breaker::State::Closed => None,
-        }
-    }
-
     fn lock_breaker(&self) -> std::sync::MutexGuard<'_, Breaker> {
         self.breaker.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn breaker_gauge(&self) {
         let state = self.lock_breaker().state().gauge();
-        gauge!("relay_breaker_state", "site" => self.site.to_string()).set(state);
+        self.metrics.breaker(state);
     }
 }
 

@@ -2,18 +2,111 @@
 //! site's throttled, coalesced lookups, and added under `data.enrichment` as
 //! `{"<function>": {"fetchedat": "<RFC 3339>", "result": <Moodle's answer>}}`.
 //! Nothing else in the event changes (`id`, `sequence`, `time` never do).
+//!
+//! [`Enriching`] holds the site's deliveries whose lookups are under way, in
+//! delivery order: they come out in that order, so the events of a subject are
+//! published in the order they came, and a pause can give them all back
+//! unpublished, in that order, without waiting for Moodle.
 
+use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::Arc;
 
+use futures_util::stream::{FuturesOrdered, StreamExt};
+use lapin::message::Delivery;
 use relay_contract::{Envelope, EventType};
 use serde_json::{Value, json};
+use tokio::sync::OwnedSemaphorePermit;
 
-use crate::moodle::site::{CallError, MoodleSite};
+use crate::moodle::gateway::{CallError, MoodleGateway};
+
+/// The body to publish (`None`: unchanged), or why it could not be enriched.
+pub type Lookup = Result<Option<Vec<u8>>, CallError>;
+
+type Lookups = FuturesOrdered<Pin<Box<dyn Future<Output = (Envelope, Lookup)> + Send>>>;
+
+/// Deliveries waiting for their Moodle lookups, oldest first.
+#[derive(Default)]
+pub struct Enriching {
+    /// Each delivery with the permit that counts it against `max_in_flight`;
+    /// in the same order as `lookups`.
+    waiting: VecDeque<(Delivery, OwnedSemaphorePermit)>,
+    lookups: Lookups,
+}
+
+impl std::fmt::Debug for Enriching {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Enriching")
+            .field("waiting", &self.waiting.len())
+            .finish()
+    }
+}
+
+/// A delivery whose lookups are done (or failed).
+#[derive(Debug)]
+pub struct Enriched {
+    pub delivery: Delivery,
+    pub permit: OwnedSemaphorePermit,
+    pub envelope: Envelope,
+    pub lookup: Lookup,
+}
+
+impl Enriching {
+    /// Starts the lookups `envelope` needs from `moodle`.
+    pub fn push(
+        &mut self,
+        moodle: Arc<MoodleGateway>,
+        delivery: Delivery,
+        permit: OwnedSemaphorePermit,
+        envelope: Envelope,
+    ) {
+        let body = delivery.data.clone();
+        self.lookups.push_back(Box::pin(async move {
+            let lookup = enrich(&moodle, &envelope, &body).await;
+            (envelope, lookup)
+        }));
+        self.waiting.push_back((delivery, permit));
+    }
+
+    /// The oldest delivery, once its lookups are done; never resolves when
+    /// none is waiting.
+    pub async fn next(&mut self) -> Enriched {
+        match self.lookups.next().await {
+            Some((envelope, lookup)) => match self.waiting.pop_front() {
+                Some((delivery, permit)) => Enriched {
+                    delivery,
+                    permit,
+                    envelope,
+                    lookup,
+                },
+                None => std::future::pending().await,
+            },
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Drops every lookup under way; the tags of their deliveries, oldest first.
+    pub fn abandon(&mut self) -> Vec<u64> {
+        self.lookups = Lookups::new();
+        self.waiting
+            .drain(..)
+            .map(|(d, _)| d.delivery_tag)
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.waiting.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
+}
 
 /// The body to publish: the original when nothing was added, else the event
 /// with its enrichment.
-pub async fn enrich(
-    site: &Arc<MoodleSite>,
+async fn enrich(
+    site: &Arc<MoodleGateway>,
     envelope: &Envelope,
     body: &[u8],
 ) -> Result<Option<Vec<u8>>, CallError> {
@@ -88,7 +181,7 @@ mod tests {
 
     #[test]
     fn enrichment_goes_under_data_and_keeps_the_rest() {
-        let body = include_bytes!("../../schemas/fixtures/valid/user.created.json");
+        let body = include_bytes!("../../../schemas/fixtures/valid/user.created.json");
         let out = attach(
             body,
             vec![("core_user_get_users_by_field", json!([{"id": 42}]))],
