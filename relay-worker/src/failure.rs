@@ -2,15 +2,13 @@
 //!
 //! A [`Failure`] carries its [`Class`] (what kind of problem), a stable `code`
 //! (what exactly, for dashboards and DLQ filters) and a message for people.
-//! Moodle's errors are classified in [`crate::moodle::error`]; what happens
-//! next is decided in [`crate::pipeline::decide`]. Nothing else in the worker
-//! inspects error texts.
+//! Moodle's errors are classified in [`crate::moodle::error`], which also
+//! makes their [`Failure`]; what happens next is decided in
+//! [`crate::pipeline::decide`]. Nothing else in the worker inspects error texts.
 
 use std::fmt;
 
 use relay_contract::Invalid;
-
-use crate::moodle::MoodleError;
 
 /// What kind of failure this is; it alone decides what happens next (DESIGN.md §4).
 pub use relay_contract::dlq::Class;
@@ -71,17 +69,6 @@ impl Failure {
             "unroutable",
             format!("no queue is bound to moodle.events for {routing_key}"),
         )
-    }
-}
-
-impl Failure {
-    /// A Moodle call's failure, classified by [`MoodleError::class`].
-    pub fn moodle(error: &MoodleError) -> Self {
-        Failure {
-            class: error.class(),
-            code: error.code(),
-            message: relay_contract::redact::credentials(&error.to_string()),
-        }
     }
 }
 

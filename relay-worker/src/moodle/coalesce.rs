@@ -16,8 +16,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
-use super::error::MoodleError;
-use super::gateway::CallError;
+use super::error::{CallError, MoodleError};
 
 /// One id's answer.
 pub type Answer = Result<Option<Value>, CallError>;

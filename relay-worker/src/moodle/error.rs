@@ -9,8 +9,11 @@
 
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use super::token::TokenError;
-use crate::failure::Class;
+use crate::failure::Failure;
+use relay_contract::dlq::Class;
 
 /// What went wrong with a call, as Moodle or the network said it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,6 +40,17 @@ pub enum MoodleError {
     Decode(String),
     #[error(transparent)]
     Token(#[from] TokenError),
+}
+
+/// Why a call did not happen or did not work.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallError {
+    #[error(transparent)]
+    Moodle(#[from] MoodleError),
+    /// Moodle was not called, or this call's failure just opened the breaker:
+    /// the site is struggling; try again after `retry_at`.
+    #[error("the circuit breaker of this site is open")]
+    BreakerOpen { retry_at: Instant },
 }
 
 /// Moodle `errorcode`s that mean our token or service is refused.
@@ -106,6 +120,17 @@ impl MoodleError {
             MoodleError::Timeout(_) | MoodleError::Connect(_) | MoodleError::Decode(_) => {
                 Class::Transient
             }
+        }
+    }
+}
+
+impl Failure {
+    /// A Moodle call's failure, classified by [`MoodleError::class`].
+    pub fn moodle(error: &MoodleError) -> Self {
+        Failure {
+            class: error.class(),
+            code: error.code(),
+            message: relay_contract::redact::credentials(&error.to_string()),
         }
     }
 }

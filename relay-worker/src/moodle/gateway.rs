@@ -17,23 +17,12 @@ use tokio::time::Instant;
 use super::breaker::{Admit, Breaker, State};
 use super::client::MoodleClient;
 use super::coalesce::{BatchCall, BatchFuture, Coalescer};
-use super::error::MoodleError;
+use super::error::{CallError, MoodleError};
 use super::throttle::{Limits, Throttle};
 use super::token::TokenSource;
 use crate::config::{EnrichConfig, SiteConfig};
-use crate::failure::Class;
 use crate::metrics::MoodleMetrics;
-
-/// Why a call did not happen or did not work.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum CallError {
-    #[error(transparent)]
-    Moodle(#[from] MoodleError),
-    /// Moodle was not called, or this call's failure just opened the breaker:
-    /// the site is struggling; try again after `retry_at`.
-    #[error("the circuit breaker of this site is open")]
-    BreakerOpen { retry_at: Instant },
-}
+use relay_contract::dlq::Class;
 
 /// A configured site's Moodle.
 #[derive(Debug)]

@@ -22,5 +22,5 @@ pub mod throttle;
 pub mod token;
 
 pub use client::MoodleClient;
-pub use error::MoodleError;
+pub use error::{CallError, MoodleError};
 pub use token::TokenSource;

@@ -18,7 +18,8 @@ use relay_contract::{Envelope, EventType};
 use serde_json::{Value, json};
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::moodle::gateway::{CallError, MoodleGateway};
+use crate::moodle::CallError;
+use crate::moodle::gateway::MoodleGateway;
 
 /// The body to publish (`None`: unchanged), or why it could not be enriched.
 pub type Lookup = Result<Option<Vec<u8>>, CallError>;

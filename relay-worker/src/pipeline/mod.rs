@@ -43,7 +43,8 @@ use self::mode::SiteMode;
 use self::publish::{Answer, InFlight, Publisher, Stage, Target};
 use crate::failure::Failure;
 use crate::metrics;
-use crate::moodle::gateway::{CallError, MoodleGateway};
+use crate::moodle::CallError;
+use crate::moodle::gateway::MoodleGateway;
 use crate::properties;
 use crate::topology::RetryStep;
 
@@ -285,41 +286,7 @@ impl SitePipeline {
             stage,
             permit,
         } = item;
-        let site = self.ctx.site.as_str();
-        match (&stage, answer) {
-            (Stage::Downstream { event_type, time }, Answer::Accepted) => {
-                let lag = time
-                    .timestamp()
-                    .ok()
-                    .map(|t| jiff::Timestamp::now().duration_since(t).as_secs_f64());
-                self.ctx.metrics.published(*event_type, lag);
-            }
-            (
-                Stage::Retry {
-                    failure,
-                    attempt,
-                    queue,
-                },
-                Answer::Accepted,
-            ) => {
-                metrics::retried(site, failure, *attempt, queue);
-            }
-            (Stage::DeadLetter { failure }, Answer::Accepted) => {
-                let id = delivery
-                    .properties
-                    .message_id()
-                    .as_ref()
-                    .map(|s| s.as_str());
-                metrics::dead_lettered(site, failure, id);
-            }
-            (Stage::Conflict { failure }, Answer::Accepted) => metrics::conflict(site, failure),
-            (Stage::Downstream { .. }, Answer::Returned) => {
-                metrics::unroutable(site, delivery.routing_key.as_str());
-            }
-            (Stage::Downstream { .. }, Answer::Refused) => {}
-            (_, Answer::Returned) => metrics::park_refused(site, "unroutable"),
-            (_, Answer::Refused) => metrics::park_refused(site, "nacked"),
-        }
+        stage.record(&self.ctx.metrics, &self.ctx.site, &delivery, answer);
         let outcome = publish::outcome(&stage, delivery.routing_key.as_str(), answer);
         self.act(delivery, permit, outcome).await
     }

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::decide::PauseReason;
 use crate::metrics;
-use crate::moodle::gateway::CallError;
+use crate::moodle::CallError;
 
 /// What the site is doing.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,11 +9,12 @@ use lapin::message::Delivery;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Channel, Confirmation, Connection};
 use relay_contract::routing::EVENTS_EXCHANGE;
-use relay_contract::{EventTime, EventType};
+use relay_contract::{EventTime, EventType, SiteId};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::decide::Outcome;
 use crate::failure::Failure;
+use crate::metrics::{self, SiteMetrics};
 
 /// Where a message was published, awaiting the broker's confirm.
 #[derive(Debug)]
@@ -33,6 +34,54 @@ pub enum Stage {
     Conflict {
         failure: Failure,
     },
+}
+
+impl Stage {
+    /// Counts and logs what the broker's answer means for this stage.
+    pub fn record(
+        &self,
+        metrics: &SiteMetrics,
+        site: &SiteId,
+        delivery: &Delivery,
+        answer: Answer,
+    ) {
+        let site = site.as_str();
+        match (self, answer) {
+            (Stage::Downstream { event_type, time }, Answer::Accepted) => {
+                let lag = time
+                    .timestamp()
+                    .ok()
+                    .map(|t| jiff::Timestamp::now().duration_since(t).as_secs_f64());
+                metrics.published(*event_type, lag);
+            }
+            (
+                Stage::Retry {
+                    failure,
+                    attempt,
+                    queue,
+                },
+                Answer::Accepted,
+            ) => {
+                metrics::retried(site, failure, *attempt, queue);
+            }
+            (Stage::DeadLetter { failure }, Answer::Accepted) => {
+                let id = delivery
+                    .properties
+                    .message_id()
+                    .as_ref()
+                    .map(|s| s.as_str());
+                metrics::dead_lettered(site, failure, id);
+            }
+            (Stage::Conflict { failure }, Answer::Accepted) => metrics::conflict(site, failure),
+            (Stage::Downstream { .. }, Answer::Returned) => {
+                metrics::unroutable(site, delivery.routing_key.as_str());
+            }
+            // Counted as a retry or a dead letter once parked.
+            (Stage::Downstream { .. }, Answer::Refused) => {}
+            (_, Answer::Returned) => metrics::park_refused(site, "unroutable"),
+            (_, Answer::Refused) => metrics::park_refused(site, "nacked"),
+        }
+    }
 }
 
 /// A delivery whose message is published, with the permit that counts it
