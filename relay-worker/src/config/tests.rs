@@ -3,6 +3,8 @@
 // figment::Jail closures must return figment's (large) error type.
 #![allow(clippy::result_large_err)]
 
+use std::path::Path;
+
 use super::*;
 
 use super::test_support::load;
