@@ -46,6 +46,15 @@ impl Acks {
         self.finished = self.finished.split_off(&(tag + 1));
         Some(tag)
     }
+
+    /// Every finished delivery, before its channel closes: the tag to ack
+    /// with `multiple = true`, and the tags above an unfinished one, to ack
+    /// one by one. Unfinished deliveries stay unacked (the close returns them).
+    pub fn take_all(&mut self) -> (Option<u64>, Vec<u64>) {
+        let run = self.take();
+        let singles = std::mem::take(&mut self.finished).into_iter().collect();
+        (run, singles)
+    }
 }
 
 #[cfg(test)]
@@ -85,5 +94,17 @@ mod tests {
         assert_eq!(acks.take(), Some(3));
         acks.finished(2);
         assert_eq!(acks.take(), None, "a forgotten tag never becomes ackable");
+    }
+
+    #[test]
+    fn before_a_close_finished_deliveries_above_an_unfinished_one_are_acked_singly() {
+        let mut acks = Acks::default();
+        (1..=6).for_each(|t| acks.received(t));
+        for t in [1, 2, 4, 6] {
+            acks.finished(t);
+        }
+        assert_eq!(acks.take_all(), (Some(2), vec![4, 6]));
+        assert_eq!(acks.waiting(), 0);
+        assert_eq!(acks.take_all(), (None, vec![]));
     }
 }

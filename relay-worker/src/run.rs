@@ -220,14 +220,15 @@ async fn set_up(
     topology: &Topology,
     sites: &[(SiteConfig, SiteContext)],
     stop: watch::Receiver<bool>,
-) -> Result<Result<(Connection, JoinSet<lapin::Result<()>>), Ended>, RunError> {
+) -> Result<Result<(Arc<Connection>, JoinSet<lapin::Result<()>>), Ended>, RunError> {
     let connection = match Connection::connect(
         config.amqp.url.expose(),
         ConnectionProperties::default(),
     )
     .await
     {
-        Ok(c) => c,
+        // Shared: each site opens its consume channel again after a pause.
+        Ok(c) => Arc::new(c),
         Err(e) => return Ok(Err(lost("connecting", e))),
     };
     match topology.declare(&connection).await {
@@ -239,7 +240,7 @@ async fn set_up(
     }
     let mut tasks = JoinSet::new();
     for (site, ctx) in sites {
-        match SitePipeline::start(&connection, ctx.clone(), config.amqp.prefetch).await {
+        match SitePipeline::start(connection.clone(), ctx.clone(), config.amqp.prefetch).await {
             Ok(pipeline) => {
                 tasks.spawn(pipeline.run(stop.clone()));
             }

@@ -5,8 +5,8 @@
 //!
 //! [`Enriching`] holds the site's deliveries whose lookups are under way, in
 //! delivery order: they come out in that order, so the events of a subject are
-//! published in the order they came, and a pause can give them all back
-//! unpublished, in that order, without waiting for Moodle.
+//! published in the order they came, and a pause can abandon them all
+//! unpublished without waiting for Moodle.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -86,13 +86,11 @@ impl Enriching {
         }
     }
 
-    /// Drops every lookup under way; the tags of their deliveries, oldest first.
-    pub fn abandon(&mut self) -> Vec<u64> {
+    /// Drops every lookup under way and its delivery (which stays unacked);
+    /// how many there were.
+    pub fn abandon(&mut self) -> usize {
         self.lookups = Lookups::new();
-        self.waiting
-            .drain(..)
-            .map(|(d, _)| d.delivery_tag)
-            .collect()
+        self.waiting.drain(..).count()
     }
 
     pub fn len(&self) -> usize {

@@ -1,17 +1,19 @@
-//! Intake: the site's consumer on `relay.ingest.<site>` (created, cancelled and
-//! created again here only), and the acknowledgements of what it delivered.
+//! Intake: the site's consume channel and consumer on `relay.ingest.<site>`
+//! (opened, given back and opened again here only), and the acknowledgements
+//! of what it delivered.
 //!
-//! Giving deliveries back keeps their order: quorum queues redeliver returned
-//! messages in the order they were returned, so every return goes out in
-//! delivery-tag order, the cancelled consumer's buffered deliveries last.
+//! Giving deliveries back keeps their order. The channel is closed, and the
+//! broker returns every delivery still unacked on it at once, sorted in
+//! delivery order. Returning them one by one does not keep the order on a
+//! quorum queue: RabbitMQ 3.10 batches many returns and applies the batch in
+//! hash order, and a consumer's cancel returns what was in transit to it
+//! before anything the worker returns itself.
 
-use std::time::Duration;
+use std::sync::Arc;
 
 use futures_util::StreamExt;
 use lapin::message::Delivery;
-use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
-};
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, Consumer};
 use relay_contract::SiteId;
@@ -19,55 +21,52 @@ use relay_contract::routing::ingest_queue;
 
 use crate::acks::Acks;
 
-/// How long a cancelled consumer may take to hand over what it buffered; the
-/// broker has sent all of it before `cancel-ok`, so this only trips on a
-/// broken connection.
-const CANCEL_LIMIT: Duration = Duration::from_secs(10);
-
 /// One site's consuming side of one connection.
 #[derive(Debug)]
 pub struct Intake {
     site: SiteId,
-    channel: Channel,
-    /// `None` while the site is paused or stopping.
-    consumer: Option<Consumer>,
+    connection: Arc<Connection>,
+    prefetch: u16,
+    /// The channel and its consumer; `None` once given back.
+    open: Option<(Channel, Consumer)>,
+    /// Of the open channel (delivery tags are per channel).
     acks: Acks,
 }
 
 impl Intake {
     /// Opens a channel with `prefetch` and starts consuming the site's queue.
     pub async fn open(
-        connection: &Connection,
+        connection: Arc<Connection>,
         site: &SiteId,
         prefetch: u16,
     ) -> lapin::Result<Self> {
-        let channel = connection.create_channel().await?;
-        // Per-consumer prefetch: bounds unacked deliveries (and so memory) per site.
-        channel
-            .basic_qos(prefetch, BasicQosOptions::default())
-            .await?;
         let mut intake = Intake {
             site: site.clone(),
-            channel,
-            consumer: None,
+            connection,
+            prefetch,
+            open: None,
             acks: Acks::default(),
         };
-        intake.consume().await?;
+        intake.reopen().await?;
         Ok(intake)
     }
 
-    /// Starts (again) taking deliveries, with a new consumer.
-    pub async fn consume(&mut self) -> lapin::Result<()> {
-        // Unique per consumer: a paused site's old tag may still be known to
-        // the broker while it processes the cancel.
+    /// Starts (again) taking deliveries, on a new channel.
+    pub async fn reopen(&mut self) -> lapin::Result<()> {
+        let channel = self.connection.create_channel().await?;
+        // Per-consumer prefetch: bounds unacked deliveries (and so memory) per site.
+        channel
+            .basic_qos(self.prefetch, BasicQosOptions::default())
+            .await?;
+        // Unique per consumer: an earlier one of this process may still be
+        // known to the broker while it processes the close.
         let tag = format!(
             "relay-worker.{}.{}.{}",
             self.site,
             std::process::id(),
             uuid::Uuid::new_v4().simple()
         );
-        let consumer = self
-            .channel
+        let consumer = channel
             .basic_consume(
                 ingest_queue(&self.site).as_str().into(),
                 tag.into(),
@@ -79,15 +78,21 @@ impl Intake {
                 FieldTable::default(),
             )
             .await?;
-        self.consumer = Some(consumer);
+        self.open = Some((channel, consumer));
+        self.acks = Acks::default();
         Ok(())
     }
 
+    /// Whether the channel is open (not given back).
+    pub fn is_open(&self) -> bool {
+        self.open.is_some()
+    }
+
     /// The next delivery. `None` when the broker ended the consumer; never
-    /// resolves while not consuming.
+    /// resolves once given back.
     pub async fn next(&mut self) -> Option<lapin::Result<Delivery>> {
-        match self.consumer.as_mut() {
-            Some(consumer) => consumer.next().await,
+        match self.open.as_mut() {
+            Some((_, consumer)) => consumer.next().await,
             None => std::future::pending().await,
         }
     }
@@ -109,9 +114,9 @@ impl Intake {
 
     /// Acks every finished delivery that can be, in one frame.
     pub async fn flush_acks(&mut self) -> lapin::Result<()> {
-        if let Some(tag) = self.acks.take() {
+        if let (Some(tag), Some((channel, _))) = (self.acks.take(), self.open.as_ref()) {
             let options = BasicAckOptions { multiple: true };
-            self.channel.basic_ack(tag, options).await?;
+            channel.basic_ack(tag, options).await?;
         }
         Ok(())
     }
@@ -119,60 +124,44 @@ impl Intake {
     /// Returns one delivery to its queue (counted towards its delivery limit).
     pub async fn requeue(&mut self, tag: u64) -> lapin::Result<()> {
         self.acks.forget(tag);
+        let Some((channel, _)) = self.open.as_ref() else {
+            return Ok(());
+        };
         let options = BasicNackOptions {
             requeue: true,
             multiple: false,
         };
-        self.channel.basic_nack(tag, options).await
+        channel.basic_nack(tag, options).await
     }
 
-    /// Stops consuming and gives back `unpublished` (deliveries taken but not
-    /// published) and everything the cancelled consumer still held, all in
-    /// delivery order. Returns how many went back.
-    pub async fn stop_and_give_back(&mut self, unpublished: Vec<u64>) -> lapin::Result<usize> {
-        let mut tags = unpublished;
-        if let Some(consumer) = self.consumer.take() {
-            tags.extend(self.cancel(consumer).await?);
-        }
-        tags.sort_unstable();
-        for &tag in &tags {
-            self.requeue(tag).await?;
-        }
-        Ok(tags.len())
-    }
-
-    /// Cancels `consumer`; the tags of the deliveries it had buffered.
-    async fn cancel(&self, mut consumer: Consumer) -> lapin::Result<Vec<u64>> {
-        self.channel
-            .basic_cancel(consumer.tag(), BasicCancelOptions::default())
-            .await?;
-        let buffered = async {
-            let mut tags = Vec::new();
-            while let Some(delivery) = consumer.next().await {
-                tags.push(delivery?.delivery_tag);
-            }
-            Ok(tags)
+    /// Acks every finished delivery (one by one where an unfinished one lies
+    /// below), then closes the channel: the broker returns everything else it
+    /// delivered on it to the queue, in delivery order. Nothing is taken until
+    /// [`Self::reopen`].
+    pub async fn give_back(&mut self) -> lapin::Result<()> {
+        let Some((channel, _consumer)) = self.open.take() else {
+            return Ok(());
         };
-        match tokio::time::timeout(CANCEL_LIMIT, buffered).await {
-            Ok(tags) => tags,
-            Err(_) => Err(lapin::Error::from(lapin::ErrorKind::InvalidChannelState(
-                lapin::ChannelState::Error,
-                "the cancelled consumer did not end",
-            ))),
+        let (run, singles) = self.acks.take_all();
+        if let Some(tag) = run {
+            channel
+                .basic_ack(tag, BasicAckOptions { multiple: true })
+                .await?;
         }
+        for tag in singles {
+            channel
+                .basic_ack(tag, BasicAckOptions { multiple: false })
+                .await?;
+        }
+        channel.close(200, "relay-worker: giving back".into()).await
     }
 
-    /// Sends the last acks, then closes the channel (the broker returns what
-    /// is still unacked). The connection is closed by the caller, after.
+    /// [`Self::give_back`] at the end: the connection is closed by the caller,
+    /// after (closing it right after the last ack can lose acks otherwise).
     pub async fn close(&mut self) {
-        // Acks first, then the channel: acks not sent when it closes are lost.
-        if let Err(e) = self.flush_acks().await {
+        if let Err(e) = self.give_back().await {
             tracing::warn!(site = %self.site, error = %e,
                 "final acks failed; those events will be redelivered");
         }
-        let _ = self
-            .channel
-            .close(200, "relay-worker stopping".into())
-            .await;
     }
 }

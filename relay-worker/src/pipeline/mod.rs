@@ -6,7 +6,8 @@
 //! All publishing happens in this one task, in delivery order, so the events of
 //! a subject leave in the order they came. When the site pauses (Moodle refused
 //! our credentials, its breaker opened) or stops, nothing more is published:
-//! every delivery not yet published goes back to the queue, in delivery order.
+//! once what was published is confirmed, every delivery not yet published goes
+//! back to the queue, in delivery order (see [`intake`]).
 //!
 //! Layout, in the order a delivery meets it:
 //! - [`intake`]: the consumer (created, cancelled, created again) and acks.
@@ -111,12 +112,12 @@ enum Step {
 impl SitePipeline {
     /// Opens the site's channels on `connection` and starts consuming.
     pub async fn start(
-        connection: &Connection,
+        connection: Arc<Connection>,
         ctx: SiteContext,
         prefetch: u16,
     ) -> lapin::Result<Self> {
+        let publisher = Publisher::open(&connection).await?;
         let intake = Intake::open(connection, &ctx.site, prefetch).await?;
-        let publisher = Publisher::open(connection).await?;
         let mode = SiteMode::new(ctx.site.as_str(), ctx.auth_probe_interval);
         Ok(SitePipeline {
             ctx,
@@ -143,6 +144,11 @@ impl SitePipeline {
                     break;
                 }
                 step => self.handle(step).await?,
+            }
+            if self.paused_with_nothing_to_confirm() {
+                self.intake.give_back().await?;
+                tracing::info!(site = %self.ctx.site,
+                    "site paused; its unpublished events are back in the queue, in order");
             }
             self.ctx
                 .metrics
@@ -182,7 +188,8 @@ impl SitePipeline {
             answer = async { match probe.as_mut() { Some(p) => p.await, None => std::future::pending().await } } => {
                 Step::Probed(answer)
             }
-            () = until(mode.probe_due()) => Step::ProbeDue,
+            // Only once everything unpublished is back in the queue.
+            () = until(mode.probe_due()), if !intake.is_open() => Step::ProbeDue,
             acquired = ctx.in_flight.clone().acquire_owned(), if taking && permit.is_none() => {
                 // Closed only if the worker is going away.
                 Step::Permit(acquired.ok())
@@ -201,11 +208,11 @@ impl SitePipeline {
             }
             Step::Enriched(done) => self.enriched(done).await?,
             Step::AckTimer => self.intake.flush_acks().await?,
-            Step::Stop => self.stop().await?,
+            Step::Stop => self.stop(),
             Step::Probed(answer) => {
                 self.probe = None;
                 if self.mode.probed(answer, Instant::now()) {
-                    self.intake.consume().await?;
+                    self.intake.reopen().await?;
                 }
             }
             Step::ProbeDue => self.start_probe(),
@@ -314,42 +321,46 @@ impl SitePipeline {
                 );
                 self.publisher.send(target, delivery, stage, permit).await
             }
-            Action::PauseSite(reason) => self.pause(reason, delivery.delivery_tag).await,
+            Action::PauseSite(reason) => {
+                self.pause(reason, delivery);
+                Ok(())
+            }
             Action::Requeue => self.intake.requeue(delivery.delivery_tag).await,
         }
     }
 
-    /// Pauses the site: `tag` (the delivery that made it pause) goes back to
-    /// the queue, and with it, in order, every later one not yet published.
-    async fn pause(&mut self, reason: PauseReason, tag: u64) -> lapin::Result<()> {
-        if self.mode.pause(reason, Instant::now()) {
-            self.give_back(vec![tag]).await
-        } else {
-            self.intake.requeue(tag).await
-        }
+    /// Pauses the site. Nothing more is published: the lookups under way are
+    /// abandoned, and `delivery` (which made it pause) with them stays unacked,
+    /// to go back to the queue once what was published is confirmed.
+    fn pause(&mut self, reason: PauseReason, delivery: Delivery) {
+        self.mode.pause(reason, Instant::now());
+        self.abandon_unpublished();
+        drop(delivery);
     }
 
     /// Starts stopping: nothing more is published; what was waits for its
-    /// confirm until the grace period ends.
-    async fn stop(&mut self) -> lapin::Result<()> {
+    /// confirm until the grace period ends, then the rest goes back.
+    fn stop(&mut self) {
         self.probe = None;
-        let deadline = Instant::now() + self.ctx.shutdown_grace;
-        if self.mode.drain(deadline) {
-            self.give_back(Vec::new()).await?;
-        }
-        Ok(())
+        self.mode.drain(Instant::now() + self.ctx.shutdown_grace);
+        self.abandon_unpublished();
     }
 
-    /// Stops consuming and returns `first` and every delivery not yet
-    /// published to the queue, in delivery order.
-    async fn give_back(&mut self, first: Vec<u64>) -> lapin::Result<()> {
+    fn abandon_unpublished(&mut self) {
         self.permit = None;
-        let mut tags = first;
-        tags.extend(self.enriching.abandon());
-        let returned = self.intake.stop_and_give_back(tags).await?;
-        tracing::info!(site = %self.ctx.site, returned,
-            "consuming stopped; unpublished events returned to the queue in order");
-        Ok(())
+        let abandoned = self.enriching.abandon();
+        if abandoned > 0 {
+            tracing::info!(site = %self.ctx.site, abandoned,
+                "Moodle lookups abandoned; those events go back to the queue");
+        }
+    }
+
+    /// Paused, and everything published is settled: time to give the rest back.
+    fn paused_with_nothing_to_confirm(&self) -> bool {
+        !self.mode.taking()
+            && self.mode.deadline().is_none()
+            && self.intake.is_open()
+            && self.publisher.is_empty()
     }
 
     fn start_probe(&mut self) {

@@ -62,9 +62,9 @@ impl SiteMode {
         self.mode == Mode::Running
     }
 
-    /// Pauses the site for `reason`. True when it was running: the caller
-    /// stops its consumer and gives back what it has not published.
-    pub fn pause(&mut self, reason: PauseReason, now: Instant) -> bool {
+    /// Pauses the site for `reason` (a paused site probes no later than this
+    /// reason asks; a draining one stays draining).
+    pub fn pause(&mut self, reason: PauseReason, now: Instant) {
         let first_probe = match &reason {
             PauseReason::Auth(_) => now + self.probe_interval,
             PauseReason::Breaker { until } => *until,
@@ -86,13 +86,9 @@ impl SiteMode {
                     next_probe: first_probe,
                     probing: false,
                 };
-                true
             }
-            Mode::Paused { next_probe, .. } => {
-                *next_probe = (*next_probe).min(first_probe);
-                false
-            }
-            Mode::Draining { .. } => false,
+            Mode::Paused { next_probe, .. } => *next_probe = (*next_probe).min(first_probe),
+            Mode::Draining { .. } => {}
         }
     }
 
@@ -152,19 +148,15 @@ impl SiteMode {
         }
     }
 
-    /// Starts stopping. True when the site was running: the caller stops its
-    /// consumer and gives back what it has not published.
-    pub fn drain(&mut self, deadline: Instant) -> bool {
-        let was = std::mem::replace(&mut self.mode, Mode::Draining { deadline });
-        match was {
-            Mode::Running => true,
+    /// Starts stopping, by `deadline` (a second request keeps the first).
+    pub fn drain(&mut self, deadline: Instant) {
+        match std::mem::replace(&mut self.mode, Mode::Draining { deadline }) {
+            Mode::Running => {}
             Mode::Paused { reason, .. } => {
                 metrics::site_paused(&self.site, reason.label(), false);
-                false
             }
             Mode::Draining { deadline: earlier } => {
                 self.mode = Mode::Draining { deadline: earlier };
-                false
             }
         }
     }
@@ -198,15 +190,17 @@ mod tests {
     async fn an_auth_pause_probes_every_interval_until_moodle_answers() {
         let mut mode = SiteMode::new("mode-auth", INTERVAL);
         let t0 = Instant::now();
-        assert!(mode.pause(PauseReason::Auth("invalidtoken".into()), t0));
+        mode.pause(PauseReason::Auth("invalidtoken".into()), t0);
         assert!(!mode.taking());
         assert_eq!(mode.probe_due(), Some(t0 + INTERVAL));
-        assert!(
-            !mode.pause(PauseReason::Auth("invalidtoken".into()), t0),
-            "a second refusal changes nothing"
+        tokio::time::advance(Duration::from_secs(1)).await;
+        mode.pause(PauseReason::Auth("invalidtoken".into()), Instant::now());
+        assert_eq!(
+            mode.probe_due(),
+            Some(t0 + INTERVAL),
+            "a second refusal does not delay the probe"
         );
-
-        tokio::time::advance(INTERVAL).await;
+        tokio::time::advance(INTERVAL - Duration::from_secs(1)).await;
         mode.probing();
         assert_eq!(mode.probe_due(), None, "one probe at a time");
         let t1 = Instant::now();
@@ -225,7 +219,7 @@ mod tests {
         let mut mode = SiteMode::new("mode-breaker", INTERVAL);
         let t0 = Instant::now();
         let until = t0 + Duration::from_secs(5);
-        assert!(mode.pause(PauseReason::Breaker { until }, t0));
+        mode.pause(PauseReason::Breaker { until }, t0);
         assert_eq!(mode.probe_due(), Some(until));
         // A credentials refusal meanwhile never delays the earlier probe.
         mode.pause(PauseReason::Auth("invalidtoken".into()), t0);
@@ -242,16 +236,15 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn draining_is_final_and_says_whether_to_stop_consuming() {
+    async fn draining_is_final() {
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut running = SiteMode::new("mode-drain-a", INTERVAL);
-        assert!(
-            running.drain(deadline),
-            "a running site must stop consuming"
-        );
+        running.drain(deadline);
+        assert!(!running.taking());
         assert_eq!(running.deadline(), Some(deadline));
-        assert!(!running.pause(PauseReason::Auth("x".into()), Instant::now()));
-        assert!(!running.drain(deadline + INTERVAL));
+        running.pause(PauseReason::Auth("x".into()), Instant::now());
+        assert_eq!(running.probe_due(), None, "a pause does not end draining");
+        running.drain(deadline + INTERVAL);
         assert_eq!(
             running.deadline(),
             Some(deadline),
@@ -260,10 +253,8 @@ mod tests {
 
         let mut paused = SiteMode::new("mode-drain-b", INTERVAL);
         paused.pause(PauseReason::Auth("x".into()), Instant::now());
-        assert!(
-            !paused.drain(deadline),
-            "a paused site consumes nothing already"
-        );
+        paused.drain(deadline);
+        assert_eq!(paused.deadline(), Some(deadline));
         assert_eq!(paused.probe_due(), None, "no probes while draining");
         assert!(!paused.probed(Ok(json!({})), Instant::now()));
         assert!(!paused.taking());

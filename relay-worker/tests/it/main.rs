@@ -5,6 +5,7 @@
 mod enrichment;
 mod failures;
 mod moodle_client;
+mod ordering;
 mod pipeline;
 mod process;
 mod routing_on_broker;

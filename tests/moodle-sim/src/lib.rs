@@ -10,12 +10,24 @@
 //! refused as not in the service (`accessexception`).
 //!
 //! Knobs change its behaviour while it runs; it records every call (time,
-//! function, ids) and the highest number of calls it served at once.
+//! function, ids) and the highest number of calls it served at once:
+//!
+//! - latency: [`MoodleSim::set_latency`];
+//! - HTTP statuses (a proxy or PHP-FPM failing before Moodle runs):
+//!   [`MoodleSim::fail_next`] (the next n calls), [`MoodleSim::fail_all`]
+//!   (every call), [`MoodleSim::fail_function`] (every call of one function);
+//!   [`MoodleSim::clear_failures`] ends all three;
+//! - refused credentials (`invalidtoken`): [`MoodleSim::invalid_token_from_call`]
+//!   (every call from the nth on), [`MoodleSim::invalid_token_for`] (every
+//!   call of one function); [`MoodleSim::accept_token`] ends both;
+//! - other Moodle errors: [`MoodleSim::deadlock_next`],
+//!   [`MoodleSim::invalid_parameter_for`]; web services off:
+//!   [`MoodleSim::set_disabled`]; data: [`MoodleSim::delete_user`].
 
 // Moodle's course object is large enough for `json!`'s default limit.
 #![recursion_limit = "256"]
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -43,7 +55,13 @@ struct Knobs {
     latency: Duration,
     /// (status, calls left, Retry-After seconds)
     status_burst: Option<(u16, u32, Option<u64>)>,
+    /// Every call gets this HTTP status.
+    status_always: Option<u16>,
+    /// Every call of the function gets this HTTP status.
+    status_for: BTreeMap<String, u16>,
     invalid_token_from_call: Option<usize>,
+    /// Calls of these functions are refused with `invalidtoken`.
+    invalid_token_for: BTreeSet<String>,
     accepted_tokens: BTreeSet<String>,
     deadlocks_left: u32,
     invalid_parameter_for: Option<String>,
@@ -112,15 +130,49 @@ impl MoodleSim {
         self.lock().knobs.status_burst = Some((status, calls, retry_after_s));
     }
 
+    /// Every call gets HTTP `status` (e.g. 503) until [`Self::clear_failures`].
+    pub fn fail_all(&self, status: u16) {
+        self.lock().knobs.status_always = Some(status);
+    }
+
+    /// Every call of `function` gets HTTP `status` until [`Self::clear_failures`];
+    /// other functions answer as usual.
+    pub fn fail_function(&self, function: &str, status: u16) {
+        self.lock()
+            .knobs
+            .status_for
+            .insert(function.to_owned(), status);
+    }
+
+    /// Ends [`Self::fail_next`], [`Self::fail_all`] and [`Self::fail_function`].
+    pub fn clear_failures(&self) {
+        let mut inner = self.lock();
+        inner.knobs.status_burst = None;
+        inner.knobs.status_always = None;
+        inner.knobs.status_for.clear();
+    }
+
     /// From the `n`th call on (1-based, counting every call), every token is invalid.
     pub fn invalid_token_from_call(&self, n: usize) {
         self.lock().knobs.invalid_token_from_call = Some(n);
     }
 
-    /// Accepts `token` (again): ends an `invalid_token_from_call` and rotates.
+    /// Every call of `function` is refused with Moodle's `invalidtoken` error,
+    /// whatever the token; other functions (the `core_webservice_get_site_info`
+    /// probe among them, unless named) answer as usual. Until [`Self::accept_token`].
+    pub fn invalid_token_for(&self, function: &str) {
+        self.lock()
+            .knobs
+            .invalid_token_for
+            .insert(function.to_owned());
+    }
+
+    /// Accepts `token` (again): ends [`Self::invalid_token_from_call`] and
+    /// [`Self::invalid_token_for`], and rotates.
     pub fn accept_token(&self, token: &str) {
         let mut inner = self.lock();
         inner.knobs.invalid_token_from_call = None;
+        inner.knobs.invalid_token_for.clear();
         inner.knobs.accepted_tokens.insert(token.to_owned());
     }
 
@@ -252,7 +304,14 @@ fn decide(knobs: &mut Knobs, number: usize, function: &str, token: &str) -> Plan
         knobs.status_burst = (left > 1).then_some((status, left - 1, retry_after));
         return Plan::Status(status, retry_after);
     }
-    let token_revoked = knobs.invalid_token_from_call.is_some_and(|n| number >= n);
+    if let Some(status) = knobs
+        .status_always
+        .or_else(|| knobs.status_for.get(function).copied())
+    {
+        return Plan::Status(status, None);
+    }
+    let token_revoked = knobs.invalid_token_from_call.is_some_and(|n| number >= n)
+        || knobs.invalid_token_for.contains(function);
     if token_revoked || !knobs.accepted_tokens.contains(token) {
         return Plan::Error(
             r"core\exception\moodle_exception",
