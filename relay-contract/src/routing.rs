@@ -21,6 +21,8 @@ pub const RETRY_EXCHANGE: &str = "relay.retry";
 /// Topic exchange the delay queues dead-letter into when a retry is due; it
 /// routes by the original routing key back to the site's ingest queue only.
 pub const REQUEUE_EXCHANGE: &str = "relay.requeue";
+/// Fanout exchange on which the workers of a fleet announce themselves.
+pub const FLEET_EXCHANGE: &str = "relay.fleet";
 /// Header naming the delay queue a retry is meant for. Deliberately not
 /// `x-`-prefixed: RabbitMQ's headers exchange ignores such headers when
 /// matching, which would send every retry to every delay queue.

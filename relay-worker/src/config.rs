@@ -19,6 +19,7 @@ pub struct Config {
     pub amqp: AmqpConfig,
     pub worker: WorkerConfig,
     pub retry: RetryConfig,
+    pub fleet: FleetConfig,
     pub sites: Vec<SiteConfig>,
 }
 
@@ -62,6 +63,25 @@ pub struct WorkerConfig {
     /// Longest wait between reconnection attempts after losing the broker, in
     /// seconds (1–600, default 30). Attempts start at 0.5 s and double.
     pub reconnect_max_backoff_s: u64,
+}
+
+/// `[fleet]`: how the workers sharing one configuration share its sites out.
+/// Each worker announces itself on the `relay.fleet` exchange; every worker
+/// computes the same share from the live members, so no extra service is needed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FleetConfig {
+    /// This worker's name in the fleet (1–64 characters of letters, digits,
+    /// `.`, `_` and `-`); unique per running worker. Default: host name,
+    /// process id and a random suffix, new at every start.
+    pub member_id: Option<String>,
+    /// How often a worker announces itself, in milliseconds (100–60000,
+    /// default 1000).
+    pub heartbeat_ms: u64,
+    /// A worker not heard from for this long is gone, in milliseconds (at
+    /// least 3 × `heartbeat_ms`, at most 600000; default 5000): its sites are
+    /// shared out among the others. A worker that stops says so at once.
+    pub member_timeout_ms: u64,
 }
 
 /// `[retry]`: delayed retries of transient failures, held by the broker.
@@ -220,6 +240,16 @@ impl Default for WorkerConfig {
             shutdown_grace_s: 30,
             max_event_bytes: relay_contract::validate::DEFAULT_MAX_EVENT_BYTES,
             reconnect_max_backoff_s: 30,
+        }
+    }
+}
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        FleetConfig {
+            member_id: None,
+            heartbeat_ms: 1000,
+            member_timeout_ms: 5000,
         }
     }
 }

@@ -222,3 +222,20 @@ pub fn site_paused(site: &str, reason: &'static str, paused: bool) {
 pub fn moodle_up(site: &str, up: bool) {
     gauge!("relay_moodle_up", "site" => site.to_owned()).set(if up { 1.0 } else { 0.0 });
 }
+
+/// The fleet members this worker sees, itself included.
+pub fn fleet_members(count: usize) {
+    gauge!("relay_fleet_members").set(count as f64);
+}
+
+/// The sites this worker consumes now (owned and not given back).
+pub fn sites_active(count: usize) {
+    gauge!("relay_sites_active").set(count as f64);
+}
+
+/// A site changed hands: this worker `claimed` it or gave it up (`released`),
+/// because the fleet's share changed or the worker is stopping.
+pub fn site_handover(site: &str, reason: &'static str) {
+    counter!("relay_site_handovers_total", "reason" => reason).increment(1);
+    tracing::info!(site, reason, "site handed over");
+}

@@ -9,6 +9,7 @@
 //!                                            +--> TTL expired --> relay.requeue
 //! moodle.events (topic) --> queues downstream systems declare and bind
 //! relay.dlq (quorum) <-- worker dead-letters; dlq-replayer reads
+//! relay.fleet (fanout) --> one exclusive queue per running worker (announcements)
 //! ```
 //!
 //! Every queue argument is explicit: RabbitMQ 3.10 and 4.x have different
@@ -20,7 +21,7 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, Connection, ExchangeKind};
 use relay_contract::SiteId;
 use relay_contract::routing::{
-    DLQ_QUEUE, EVENTS_EXCHANGE, INGEST_EXCHANGE, REQUEUE_EXCHANGE, RETRY_EXCHANGE,
+    DLQ_QUEUE, EVENTS_EXCHANGE, FLEET_EXCHANGE, INGEST_EXCHANGE, REQUEUE_EXCHANGE, RETRY_EXCHANGE,
     RETRY_QUEUE_HEADER, ingest_queue, retry_queue,
 };
 use serde_json::{Value, json};
@@ -154,6 +155,8 @@ impl Topology {
             exchange(EVENTS_EXCHANGE, "topic"),
             exchange(RETRY_EXCHANGE, "headers"),
             exchange(REQUEUE_EXCHANGE, "topic"),
+            // Fleet members' announcements; each worker binds a queue of its own.
+            exchange(FLEET_EXCHANGE, "fanout"),
         ];
         let mut queues = Vec::new();
         let mut bindings = Vec::new();
@@ -220,6 +223,7 @@ impl Topology {
         for e in &self.exchanges {
             let kind = match e.kind {
                 "headers" => ExchangeKind::Headers,
+                "fanout" => ExchangeKind::Fanout,
                 _ => ExchangeKind::Topic,
             };
             // Durable: the topology must survive a broker restart.

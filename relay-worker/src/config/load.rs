@@ -24,12 +24,12 @@ pub enum ConfigError {
 }
 
 /// Sections whose keys `RELAY_<SECTION>_<KEY>` variables override.
-const ENV_SECTIONS: [&str; 3] = ["amqp", "worker", "retry"];
+const ENV_SECTIONS: [&str; 4] = ["amqp", "worker", "retry", "fleet"];
 
 /// The variables read, without the `RELAY_` prefix. Only these: other `RELAY_*`
 /// variables belong to someone else (scripts, or the ones Kubernetes injects
 /// for a Service named `relay-worker`, such as `RELAY_WORKER_PORT`).
-pub const ENV_KEYS: [&str; 13] = [
+pub const ENV_KEYS: [&str; 16] = [
     "AMQP_URL",
     "AMQP_URL_FILE",
     "AMQP_PREFETCH",
@@ -42,6 +42,9 @@ pub const ENV_KEYS: [&str; 13] = [
     "WORKER_RECONNECT_MAX_BACKOFF_S",
     "RETRY_DELAYS_S",
     "RETRY_JITTER",
+    "FLEET_MEMBER_ID",
+    "FLEET_HEARTBEAT_MS",
+    "FLEET_MEMBER_TIMEOUT_MS",
     "SITES",
 ];
 
@@ -137,6 +140,28 @@ impl Config {
         }
         if !(0.0..=1.0).contains(&self.retry.jitter) {
             return bad("retry.jitter", "must be between 0 and 1");
+        }
+        let f = &self.fleet;
+        if let Some(id) = &f.member_id
+            && (id.is_empty()
+                || id.len() > 64
+                || !id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+        {
+            return bad(
+                "fleet.member_id",
+                "must be 1-64 characters of letters, digits, '.', '_' and '-'",
+            );
+        }
+        if !(100..=60_000).contains(&f.heartbeat_ms) {
+            return bad("fleet.heartbeat_ms", "must be 100-60000");
+        }
+        if f.member_timeout_ms < 3 * f.heartbeat_ms || f.member_timeout_ms > 600_000 {
+            return bad(
+                "fleet.member_timeout_ms",
+                "must be at least 3 x fleet.heartbeat_ms and at most 600000",
+            );
         }
         if self.sites.is_empty() {
             return bad("sites", "configure at least one [[sites]] entry with an id");

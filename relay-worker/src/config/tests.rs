@@ -74,6 +74,30 @@ fn range_errors_name_the_key() {
 }
 
 #[test]
+fn fleet_settings_are_checked_and_named() {
+    let fleet = |body: &str| load(&format!("[fleet]\n{body}\n[[sites]]\nid = \"a\"\n"));
+    let config = fleet("member_id = \"relay-1.eu_west\"").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.fleet.member_id.as_deref(), Some("relay-1.eu_west"));
+    assert_eq!(
+        (config.fleet.heartbeat_ms, config.fleet.member_timeout_ms),
+        (1000, 5000),
+        "the defaults"
+    );
+    for (body, key) in [
+        ("member_id = \"has space\"", "fleet.member_id"),
+        ("member_id = \"\"", "fleet.member_id"),
+        ("heartbeat_ms = 50", "fleet.heartbeat_ms"),
+        ("heartbeat_ms = 2000", "fleet.member_timeout_ms"),
+        ("member_timeout_ms = 700000", "fleet.member_timeout_ms"),
+    ] {
+        match fleet(body).err() {
+            Some(ConfigError::Invalid { key: got, .. }) => assert_eq!(got, key, "{body}"),
+            other => panic!("{body}: {other:?}"),
+        }
+    }
+}
+
+#[test]
 fn breaker_consecutive_failures_is_off_or_two_to_a_thousand() {
     let with = |n: &str| {
         load(&format!(
@@ -161,6 +185,9 @@ fn every_documented_variable_sets_its_key() {
         ("WORKER_RECONNECT_MAX_BACKOFF_S", "7"),
         ("RETRY_DELAYS_S", "[7]"),
         ("RETRY_JITTER", "0.7"),
+        ("FLEET_MEMBER_ID", "seven"),
+        ("FLEET_HEARTBEAT_MS", "700"),
+        ("FLEET_MEMBER_TIMEOUT_MS", "7000"),
         ("SITES", "[{id = \"seven\"}]"),
     ];
     assert_eq!(values.map(|(k, _)| k), ENV_KEYS);
@@ -174,6 +201,11 @@ fn every_documented_variable_sets_its_key() {
         assert_eq!(c.amqp.url.expose(), "amqp://from:file@h:5672/%2f");
         assert_eq!((c.amqp.prefetch, c.amqp.delivery_limit), (7, 7));
         assert_eq!(c.amqp.connect_timeout_s, 7);
+        assert_eq!(c.fleet.member_id.as_deref(), Some("seven"));
+        assert_eq!(
+            (c.fleet.heartbeat_ms, c.fleet.member_timeout_ms),
+            (700, 7000)
+        );
         assert_eq!(c.worker.max_in_flight, 7);
         assert_eq!(c.worker.listen.port(), 7);
         assert_eq!(c.worker.shutdown_grace_s, 7);

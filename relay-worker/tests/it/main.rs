@@ -4,6 +4,7 @@
 
 mod enrichment;
 mod failures;
+mod fleet;
 mod moodle_client;
 mod ordering;
 mod pipeline;
