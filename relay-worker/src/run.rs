@@ -10,7 +10,8 @@ use relay_contract::Validator;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
-use crate::config::{Config, SiteConfig};
+use crate::config::Config;
+use crate::fleet::{self, membership};
 use crate::http::{self, Readiness};
 use crate::metrics;
 use crate::moodle::gateway::MoodleGateway;
@@ -93,7 +94,8 @@ pub async fn run_with_listener(
     tracing::info!(listen = %listen, sites = config.sites.len(), version = crate::properties::VERSION,
         "relay-worker starting");
 
-    let contexts = contexts(&config)?;
+    let member: Arc<str> = membership::member_id(&config.fleet).into();
+    let contexts = contexts(&config, &member)?;
     let topology = Topology::for_config(&config);
     let max_backoff = Duration::from_secs(config.worker.reconnect_max_backoff_s);
     let mut backoff = Duration::from_millis(500);
@@ -101,7 +103,7 @@ pub async fn run_with_listener(
         if *stop.borrow() {
             break Ok(());
         }
-        match connect_and_run(&config, &topology, &contexts, &ready, stop.clone()).await {
+        match connect_and_run(&config, &topology, &contexts, &member, &ready, stop.clone()).await {
             Ok(Ended::Stopped) => break Ok(()),
             Ok(Ended::Lost(error)) => {
                 ready.set(false);
@@ -127,7 +129,14 @@ pub async fn run_with_listener(
     result
 }
 
-fn contexts(config: &Config) -> Result<Vec<(SiteConfig, SiteContext)>, RunError> {
+/// A configured site: what its pipeline needs on every connection, and the
+/// switch the fleet's share turns.
+struct Site {
+    ctx: SiteContext,
+    owned: Arc<watch::Sender<bool>>,
+}
+
+fn contexts(config: &Config, member: &Arc<str>) -> Result<Vec<Site>, RunError> {
     let validator = Arc::new(Validator::new()?.with_max_bytes(config.worker.max_event_bytes));
     let steps = Arc::new(retry_steps(config));
     let in_flight = Arc::new(Semaphore::new(config.worker.max_in_flight));
@@ -145,6 +154,7 @@ fn contexts(config: &Config) -> Result<Vec<(SiteConfig, SiteContext)>, RunError>
                     Duration::from_secs(site.heartbeat_s),
                 ));
             }
+            let (owned, owned_rx) = watch::channel(false);
             let ctx = SiteContext {
                 site: site.id.clone(),
                 validator: validator.clone(),
@@ -154,8 +164,13 @@ fn contexts(config: &Config) -> Result<Vec<(SiteConfig, SiteContext)>, RunError>
                 metrics: metrics::SiteMetrics::new(site.id.as_str()),
                 moodle,
                 auth_probe_interval: Duration::from_secs(site.auth_probe_interval_s),
+                owned: owned_rx,
+                member: member.clone(),
             };
-            Ok((site.clone(), ctx))
+            Ok(Site {
+                ctx,
+                owned: Arc::new(owned),
+            })
         })
         .collect()
 }
@@ -164,7 +179,8 @@ fn contexts(config: &Config) -> Result<Vec<(SiteConfig, SiteContext)>, RunError>
 async fn connect_and_run(
     config: &Config,
     topology: &Topology,
-    sites: &[(SiteConfig, SiteContext)],
+    sites: &[Site],
+    member: &str,
     ready: &Readiness,
     stop: watch::Receiver<bool>,
 ) -> Result<Ended, RunError> {
@@ -172,7 +188,7 @@ async fn connect_and_run(
     // step of setting up is bounded, and a stop request is honoured meanwhile.
     let mut stop_wait = stop.clone();
     let limit = Duration::from_secs(config.amqp.connect_timeout_s);
-    let set_up = tokio::time::timeout(limit, set_up(config, topology, sites, stop.clone()));
+    let set_up = tokio::time::timeout(limit, set_up(config, topology, sites, member, stop.clone()));
     let (connection, mut tasks) = tokio::select! {
         result = set_up => match result {
             Ok(Ok(Ok(running))) => running,
@@ -218,7 +234,8 @@ async fn connect_and_run(
 async fn set_up(
     config: &Config,
     topology: &Topology,
-    sites: &[(SiteConfig, SiteContext)],
+    sites: &[Site],
+    member: &str,
     stop: watch::Receiver<bool>,
 ) -> Result<Result<(Arc<Connection>, JoinSet<lapin::Result<()>>), Ended>, RunError> {
     let connection = match Connection::connect(
@@ -239,12 +256,30 @@ async fn set_up(
         Err(conflict) => return Err(conflict.into()),
     }
     let mut tasks = JoinSet::new();
-    for (site, ctx) in sites {
-        match SitePipeline::start(connection.clone(), ctx.clone(), config.amqp.prefetch).await {
+    // Until this worker has heard its peers, every site is its own: single
+    // active consumer keeps its consumer waiting where another worker's is
+    // active, and the fleet's share sorts the rest out once it is known.
+    let mut switches = Vec::new();
+    for site in sites {
+        site.owned.send_replace(true);
+        switches.push((site.ctx.site.clone(), site.owned.clone()));
+    }
+    let (view_tx, view) = watch::channel(None);
+    tasks.spawn(membership::run(
+        connection.clone(),
+        member.to_string(),
+        config.fleet.clone(),
+        view_tx,
+        stop.clone(),
+    ));
+    tasks.spawn(fleet::follow(view, member.to_string(), switches));
+    for site in sites {
+        let ctx = site.ctx.clone();
+        match SitePipeline::start(connection.clone(), ctx, config.amqp.prefetch).await {
             Ok(pipeline) => {
                 tasks.spawn(pipeline.run(stop.clone()));
             }
-            Err(e) => return Ok(Err(lost(&format!("starting site {}", site.id), e))),
+            Err(e) => return Ok(Err(lost(&format!("starting site {}", site.ctx.site), e))),
         }
     }
     Ok(Ok((connection, tasks)))

@@ -1,6 +1,7 @@
 //! Intake: the site's consume channel and consumer on `relay.ingest.<site>`
 //! (opened, given back and opened again here only), and the acknowledgements
-//! of what it delivered.
+//! of what it delivered. The queue has a single active consumer: a consumer
+//! opened while another worker's is still active waits until that one is gone.
 //!
 //! Giving deliveries back keeps their order. The channel is closed, and the
 //! broker returns every delivery still unacked on it at once, sorted in
@@ -25,6 +26,8 @@ use crate::acks::Acks;
 #[derive(Debug)]
 pub struct Intake {
     site: SiteId,
+    /// This worker's fleet member id, in consumer tags.
+    member: Arc<str>,
     connection: Arc<Connection>,
     prefetch: u16,
     /// The channel and its consumer; `None` once given back.
@@ -34,36 +37,37 @@ pub struct Intake {
 }
 
 impl Intake {
-    /// Opens a channel with `prefetch` and starts consuming the site's queue.
-    pub async fn open(
+    /// The site's intake on `connection`, not consuming yet.
+    pub fn new(
         connection: Arc<Connection>,
         site: &SiteId,
+        member: Arc<str>,
         prefetch: u16,
-    ) -> lapin::Result<Self> {
-        let mut intake = Intake {
+    ) -> Self {
+        Intake {
             site: site.clone(),
+            member,
             connection,
             prefetch,
             open: None,
             acks: Acks::default(),
-        };
-        intake.reopen().await?;
-        Ok(intake)
+        }
     }
 
-    /// Starts (again) taking deliveries, on a new channel.
+    /// Starts (again) taking deliveries, on a new channel with `prefetch`.
     pub async fn reopen(&mut self) -> lapin::Result<()> {
         let channel = self.connection.create_channel().await?;
         // Per-consumer prefetch: bounds unacked deliveries (and so memory) per site.
         channel
             .basic_qos(self.prefetch, BasicQosOptions::default())
             .await?;
-        // Unique per consumer: an earlier one of this process may still be
+        // Says which worker holds the site (`rabbitmqctl list_consumers`);
+        // unique per consumer, as an earlier one of this worker may still be
         // known to the broker while it processes the close.
         let tag = format!(
             "relay-worker.{}.{}.{}",
             self.site,
-            std::process::id(),
+            self.member,
             uuid::Uuid::new_v4().simple()
         );
         let consumer = channel

@@ -63,6 +63,10 @@ pub struct SiteContext {
     /// Time between probes while paused for an auth failure.
     pub auth_probe_interval: Duration,
     pub metrics: metrics::SiteMetrics,
+    /// Whether the fleet's share gives this worker the site now.
+    pub owned: watch::Receiver<bool>,
+    /// This worker's fleet member id.
+    pub member: Arc<str>,
 }
 
 /// Finished deliveries are acked in one frame once this many are waiting (or
@@ -106,18 +110,20 @@ enum Step {
     ProbeDue,
     Permit(Option<OwnedSemaphorePermit>),
     Delivery(Option<lapin::Result<Delivery>>),
+    /// The fleet's share changed, or nothing to act on.
     Nothing,
 }
 
 impl SitePipeline {
-    /// Opens the site's channels on `connection` and starts consuming.
+    /// Opens the site's publish channel on `connection`; it consumes once the
+    /// fleet gives it the site.
     pub async fn start(
         connection: Arc<Connection>,
         ctx: SiteContext,
         prefetch: u16,
     ) -> lapin::Result<Self> {
         let publisher = Publisher::open(&connection).await?;
-        let intake = Intake::open(connection, &ctx.site, prefetch).await?;
+        let intake = Intake::new(connection, &ctx.site, ctx.member.clone(), prefetch);
         let mode = SiteMode::new(ctx.site.as_str(), ctx.auth_probe_interval);
         Ok(SitePipeline {
             ctx,
@@ -136,6 +142,7 @@ impl SitePipeline {
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) -> lapin::Result<()> {
         let mut ack_timer = tokio::time::interval(ACK_INTERVAL);
         ack_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.follow_the_fleet().await?;
         while self.mode.deadline().is_none() || !self.publisher.is_empty() {
             match self.next_step(&mut stop, &mut ack_timer).await {
                 Step::GraceOver => {
@@ -145,11 +152,7 @@ impl SitePipeline {
                 }
                 step => self.handle(step).await?,
             }
-            if self.paused_with_nothing_to_confirm() {
-                self.intake.give_back().await?;
-                tracing::info!(site = %self.ctx.site,
-                    "site paused; its unpublished events are back in the queue, in order");
-            }
+            self.follow_the_fleet().await?;
             self.ctx
                 .metrics
                 .in_flight(self.publisher.len() + self.enriching.len());
@@ -195,6 +198,10 @@ impl SitePipeline {
                 Step::Permit(acquired.ok())
             }
             next = intake.next(), if taking && permit.is_some() => Step::Delivery(next),
+            () = async {
+                // The sender lives as long as the worker.
+                if ctx.owned.changed().await.is_err() { std::future::pending().await }
+            } => Step::Nothing,
         }
     }
 
@@ -355,12 +362,25 @@ impl SitePipeline {
         }
     }
 
-    /// Paused, and everything published is settled: time to give the rest back.
-    fn paused_with_nothing_to_confirm(&self) -> bool {
-        !self.mode.taking()
-            && self.mode.deadline().is_none()
-            && self.intake.is_open()
-            && self.publisher.is_empty()
+    /// Follows the fleet's share (a site given away stops taking deliveries,
+    /// a site given to us starts), and gives a site that stopped taking back
+    /// once what it published is settled: only then may another worker (or a
+    /// resumed consumer of ours) take it, so order holds across the move.
+    async fn follow_the_fleet(&mut self) -> lapin::Result<()> {
+        let owned = *self.ctx.owned.borrow();
+        if !owned && self.mode.release() {
+            self.abandon_unpublished();
+        }
+        let stopped = !self.mode.taking() && self.mode.deadline().is_none();
+        if stopped && self.intake.is_open() && self.publisher.is_empty() {
+            self.intake.give_back().await?;
+            tracing::info!(site = %self.ctx.site, mode = ?self.mode.get(),
+                "consuming stopped; unpublished events are back in the queue, in order");
+        }
+        if owned && !self.intake.is_open() && self.mode.claim() {
+            self.intake.reopen().await?;
+        }
+        Ok(())
     }
 
     fn start_probe(&mut self) {

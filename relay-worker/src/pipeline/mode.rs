@@ -1,7 +1,9 @@
-//! A site's mode, and the one place it changes: running, paused (Moodle refused
-//! our credentials, or its circuit breaker is open) until a probe with
+//! A site's mode, and the one place it changes: standing by (another worker of
+//! the fleet has the site), running, paused (Moodle refused our credentials, or
+//! its circuit breaker is open) until a probe with
 //! `core_webservice_get_site_info` passes, or draining before the pipeline
-//! stops. Each change is logged and shown in `relay_site_paused`.
+//! stops. Each change is logged and shown in `relay_site_paused` or
+//! `relay_site_handovers_total`.
 //!
 //! The mode only decides; the pipeline stops and resumes its consumer when a
 //! transition says so.
@@ -18,6 +20,8 @@ use crate::moodle::CallError;
 /// What the site is doing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mode {
+    /// Not this worker's site now: taking nothing.
+    Standby,
     /// Taking deliveries.
     Running,
     /// Taking none until a probe passes.
@@ -41,16 +45,41 @@ pub struct SiteMode {
 }
 
 impl SiteMode {
-    /// A running site (a pause left over from a lost connection is cleared).
+    /// A site standing by (a pause left over from a lost connection is cleared).
     pub fn new(site: &str, probe_interval: Duration) -> Self {
         for reason in ["auth", "breaker"] {
             metrics::site_paused(site, reason, false);
         }
         SiteMode {
             site: site.to_owned(),
-            mode: Mode::Running,
+            mode: Mode::Standby,
             probe_interval,
         }
+    }
+
+    /// The fleet gave this worker the site: a standing-by site runs. True when
+    /// it changed; the caller starts consuming.
+    pub fn claim(&mut self) -> bool {
+        if self.mode != Mode::Standby {
+            return false;
+        }
+        metrics::site_handover(&self.site, "claimed");
+        self.mode = Mode::Running;
+        true
+    }
+
+    /// The fleet gave the site to another worker: a running or paused site
+    /// stands by. True when it changed; the caller stops taking deliveries and
+    /// gives back what it has not published.
+    pub fn release(&mut self) -> bool {
+        match &self.mode {
+            Mode::Running => {}
+            Mode::Paused { reason, .. } => metrics::site_paused(&self.site, reason.label(), false),
+            Mode::Standby | Mode::Draining { .. } => return false,
+        }
+        metrics::site_handover(&self.site, "released");
+        self.mode = Mode::Standby;
+        true
     }
 
     pub fn get(&self) -> &Mode {
@@ -88,7 +117,7 @@ impl SiteMode {
                 };
             }
             Mode::Paused { next_probe, .. } => *next_probe = (*next_probe).min(first_probe),
-            Mode::Draining { .. } => {}
+            Mode::Standby | Mode::Draining { .. } => {}
         }
     }
 
@@ -151,7 +180,7 @@ impl SiteMode {
     /// Starts stopping, by `deadline` (a second request keeps the first).
     pub fn drain(&mut self, deadline: Instant) {
         match std::mem::replace(&mut self.mode, Mode::Draining { deadline }) {
-            Mode::Running => {}
+            Mode::Standby | Mode::Running => {}
             Mode::Paused { reason, .. } => {
                 metrics::site_paused(&self.site, reason.label(), false);
             }
@@ -189,6 +218,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_auth_pause_probes_every_interval_until_moodle_answers() {
         let mut mode = SiteMode::new("mode-auth", INTERVAL);
+        mode.claim();
         let t0 = Instant::now();
         mode.pause(PauseReason::Auth("invalidtoken".into()), t0);
         assert!(!mode.taking());
@@ -217,6 +247,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_breaker_pause_probes_when_the_breaker_lets_a_call_through() {
         let mut mode = SiteMode::new("mode-breaker", INTERVAL);
+        mode.claim();
         let t0 = Instant::now();
         let until = t0 + Duration::from_secs(5);
         mode.pause(PauseReason::Breaker { until }, t0);
@@ -239,6 +270,7 @@ mod tests {
     async fn draining_is_final() {
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut running = SiteMode::new("mode-drain-a", INTERVAL);
+        running.claim();
         running.drain(deadline);
         assert!(!running.taking());
         assert_eq!(running.deadline(), Some(deadline));
@@ -252,11 +284,36 @@ mod tests {
         );
 
         let mut paused = SiteMode::new("mode-drain-b", INTERVAL);
+        paused.claim();
         paused.pause(PauseReason::Auth("x".into()), Instant::now());
         paused.drain(deadline);
         assert_eq!(paused.deadline(), Some(deadline));
         assert_eq!(paused.probe_due(), None, "no probes while draining");
         assert!(!paused.probed(Ok(json!({})), Instant::now()));
         assert!(!paused.taking());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_site_moves_between_standby_and_running_with_the_fleets_share() {
+        let mut mode = SiteMode::new("mode-fleet", INTERVAL);
+        assert_eq!(
+            mode.get(),
+            &Mode::Standby,
+            "nothing is consumed before it is ours"
+        );
+        assert!(!mode.taking());
+        assert!(!mode.release(), "standing by already");
+        assert!(mode.claim());
+        assert!(mode.taking());
+        assert!(!mode.claim(), "running already");
+
+        mode.pause(PauseReason::Auth("invalidtoken".into()), Instant::now());
+        assert!(mode.release(), "a paused site can be given away");
+        assert_eq!(mode.get(), &Mode::Standby);
+        assert_eq!(mode.probe_due(), None, "the new owner probes, not us");
+
+        mode.drain(Instant::now());
+        assert!(!mode.claim(), "a draining site is never claimed");
+        assert!(!mode.release());
     }
 }

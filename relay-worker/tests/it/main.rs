@@ -10,5 +10,6 @@ mod ordering;
 mod pipeline;
 mod process;
 mod routing_on_broker;
+mod sharing;
 mod support;
 mod topology;
