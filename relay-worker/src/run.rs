@@ -274,13 +274,9 @@ async fn set_up(
     ));
     tasks.spawn(fleet::follow(view, member.to_string(), switches));
     for site in sites {
-        let ctx = site.ctx.clone();
-        match SitePipeline::start(connection.clone(), ctx, config.amqp.prefetch).await {
-            Ok(pipeline) => {
-                tasks.spawn(pipeline.run(stop.clone()));
-            }
-            Err(e) => return Ok(Err(lost(&format!("starting site {}", site.ctx.site), e))),
-        }
+        let pipeline =
+            SitePipeline::new(connection.clone(), site.ctx.clone(), config.amqp.prefetch);
+        tasks.spawn(pipeline.run(stop.clone()));
     }
     Ok(Ok((connection, tasks)))
 }

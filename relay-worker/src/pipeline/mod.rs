@@ -41,7 +41,7 @@ use self::decide::{Action, Outcome, PauseReason, decide};
 use self::enrich::{Enriched, Enriching};
 use self::intake::Intake;
 use self::mode::SiteMode;
-use self::publish::{Answer, InFlight, Publisher, Stage, Target};
+use self::publish::{Answer, InFlight, Publisher};
 use crate::failure::Failure;
 use crate::metrics;
 use crate::moodle::CallError;
@@ -115,17 +115,13 @@ enum Step {
 }
 
 impl SitePipeline {
-    /// Opens the site's publish channel on `connection`; it consumes once the
-    /// fleet gives it the site.
-    pub async fn start(
-        connection: Arc<Connection>,
-        ctx: SiteContext,
-        prefetch: u16,
-    ) -> lapin::Result<Self> {
-        let publisher = Publisher::open(&connection).await?;
+    /// The site's pipeline on `connection`, standing by: it opens its
+    /// channels once the fleet gives it the site.
+    pub fn new(connection: Arc<Connection>, ctx: SiteContext, prefetch: u16) -> Self {
+        let publisher = Publisher::new(connection.clone());
         let intake = Intake::new(connection, &ctx.site, ctx.member.clone(), prefetch);
         let mode = SiteMode::new(ctx.site.as_str(), ctx.auth_probe_interval);
-        Ok(SitePipeline {
+        SitePipeline {
             ctx,
             intake,
             enriching: Enriching::default(),
@@ -133,7 +129,7 @@ impl SitePipeline {
             mode,
             permit: None,
             probe: None,
-        })
+        }
     }
 
     /// Runs until `stop` turns true (then drains within the grace period) or the
@@ -219,7 +215,7 @@ impl SitePipeline {
             Step::Probed(answer) => {
                 self.probe = None;
                 if self.mode.probed(answer, Instant::now()) {
-                    self.intake.reopen().await?;
+                    self.start_consuming().await?;
                 }
             }
             Step::ProbeDue => self.start_probe(),
@@ -271,8 +267,7 @@ impl SitePipeline {
         self.act(delivery, permit, outcome).await
     }
 
-    /// Publishes a checked event to `moodle.events` with the routing key it
-    /// came with: `body` if it was enriched, else the delivery's own bytes.
+    /// Publishes a checked event downstream: `body` if it was enriched.
     async fn publish(
         &mut self,
         delivery: Delivery,
@@ -280,16 +275,7 @@ impl SitePipeline {
         envelope: Envelope,
         body: Option<Vec<u8>>,
     ) -> lapin::Result<()> {
-        let target = Target {
-            exchange: relay_contract::routing::EVENTS_EXCHANGE,
-            routing_key: None,
-            body,
-            properties: properties::downstream(&envelope, &delivery.properties, now_s()),
-        };
-        let stage = Stage::Downstream {
-            event_type: envelope.event_type,
-            time: envelope.time,
-        };
+        let (target, stage) = publish::downstream(envelope, &delivery, body);
         self.publisher.send(target, delivery, stage, permit).await
     }
 
@@ -374,13 +360,21 @@ impl SitePipeline {
         let stopped = !self.mode.taking() && self.mode.deadline().is_none();
         if stopped && self.intake.is_open() && self.publisher.is_empty() {
             self.intake.give_back().await?;
+            self.publisher.close().await;
             tracing::info!(site = %self.ctx.site, mode = ?self.mode.get(),
                 "consuming stopped; unpublished events are back in the queue, in order");
         }
         if owned && !self.intake.is_open() && self.mode.claim() {
-            self.intake.reopen().await?;
+            self.start_consuming().await?;
         }
         Ok(())
+    }
+
+    /// Opens the site's channels: the publish channel first, so nothing
+    /// delivered waits for it.
+    async fn start_consuming(&mut self) -> lapin::Result<()> {
+        self.publisher.open().await?;
+        self.intake.reopen().await
     }
 
     fn start_probe(&mut self) {
@@ -402,10 +396,4 @@ async fn until(at: Option<Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
-}
-
-fn now_s() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }

@@ -3,18 +3,20 @@
 //! confirm, and what each confirm means for its delivery.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Channel, Confirmation, Connection};
 use relay_contract::routing::EVENTS_EXCHANGE;
-use relay_contract::{EventTime, EventType, SiteId};
+use relay_contract::{Envelope, EventTime, EventType, SiteId};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::decide::Outcome;
 use crate::failure::Failure;
 use crate::metrics::{self, SiteMetrics};
+use crate::properties;
 
 /// Where a message was published, awaiting the broker's confirm.
 #[derive(Debug)]
@@ -128,9 +130,12 @@ impl Answer {
 type Confirming =
     FuturesUnordered<Pin<Box<dyn Future<Output = (InFlight, lapin::Result<Confirmation>)> + Send>>>;
 
-/// The site's publishing side of one connection.
+/// The site's publishing side of one connection: a channel only while the
+/// site consumes, so a worker's channels grow with the sites it holds, not
+/// with the sites configured.
 pub struct Publisher {
-    channel: Channel,
+    connection: Arc<Connection>,
+    channel: Option<Channel>,
     confirming: Confirming,
 }
 
@@ -143,17 +148,24 @@ impl std::fmt::Debug for Publisher {
 }
 
 impl Publisher {
-    /// A channel of its own, in confirm mode.
-    pub async fn open(connection: &Connection) -> lapin::Result<Self> {
-        let channel = connection.create_channel().await?;
+    /// The site's publisher on `connection`, without a channel yet.
+    pub fn new(connection: Arc<Connection>) -> Self {
+        Publisher {
+            connection,
+            channel: None,
+            confirming: FuturesUnordered::new(),
+        }
+    }
+
+    /// Opens a channel of its own, in confirm mode.
+    pub async fn open(&mut self) -> lapin::Result<()> {
+        let channel = self.connection.create_channel().await?;
         // Publisher confirms: the broker tells us when it has taken responsibility.
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
-        Ok(Publisher {
-            channel,
-            confirming: FuturesUnordered::new(),
-        })
+        self.channel = Some(channel);
+        Ok(())
     }
 
     /// Publishes `delivery`'s message to `target`; the broker's answer comes
@@ -175,8 +187,13 @@ impl Publisher {
             .as_deref()
             .unwrap_or(delivery.routing_key.as_str());
         let body = target.body.as_deref().unwrap_or(&delivery.data);
-        let confirm = self
-            .channel
+        let Some(channel) = self.channel.as_ref() else {
+            return Err(lapin::Error::from(lapin::ErrorKind::InvalidChannelState(
+                lapin::ChannelState::Closed,
+                "publishing while the site holds no channel",
+            )));
+        };
+        let confirm = channel
             .basic_publish(
                 target.exchange.into(),
                 routing_key.into(),
@@ -214,12 +231,41 @@ impl Publisher {
         self.confirming.is_empty()
     }
 
+    /// Closes the channel (only once nothing awaits a confirm, or on the way out).
     pub async fn close(&mut self) {
-        let _ = self
-            .channel
-            .close(200, "relay-worker stopping".into())
-            .await;
+        if let Some(channel) = self.channel.take() {
+            let _ = channel
+                .close(200, "relay-worker: site given back".into())
+                .await;
+        }
     }
+}
+
+/// Where a checked event goes: `moodle.events`, with the routing key it came
+/// with ([`super::check`] proved it is the one the event implies) and the
+/// contract's properties; `body` if it was enriched, else the delivery's bytes.
+pub fn downstream(
+    envelope: Envelope,
+    delivery: &Delivery,
+    body: Option<Vec<u8>>,
+) -> (Target, Stage) {
+    let target = Target {
+        exchange: EVENTS_EXCHANGE,
+        routing_key: None,
+        body,
+        properties: properties::downstream(&envelope, &delivery.properties, now_s()),
+    };
+    let stage = Stage::Downstream {
+        event_type: envelope.event_type,
+        time: envelope.time,
+    };
+    (target, stage)
+}
+
+fn now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// What the broker's answer to a published message means for its delivery.
