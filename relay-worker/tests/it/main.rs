@@ -5,6 +5,7 @@
 mod enrichment;
 mod failures;
 mod fleet;
+mod fleet_process;
 mod moodle_client;
 mod ordering;
 mod pipeline;
