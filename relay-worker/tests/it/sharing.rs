@@ -13,7 +13,8 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::support::{
-    EventFactory, Rig, Worker, collect, downstream_queue, plugin_properties, publish_ingest,
+    EventFactory, Holders, Rig, Worker, collect, downstream_queue, plugin_properties,
+    publish_ingest, shares, site_holders,
 };
 
 const SITES: [&str; 12] = [
@@ -21,50 +22,9 @@ const SITES: [&str; 12] = [
     "share-i", "share-j", "share-k", "share-l",
 ];
 
-/// The worker holding each site's active consumer, as the broker says; panics
-/// if a site has two.
-fn holders(vhost: &str) -> BTreeMap<String, String> {
-    let out = std::process::Command::new("rabbitmqctl")
-        .args([
-            "list_consumers",
-            "-p",
-            vhost,
-            "queue_name",
-            "consumer_tag",
-            "active",
-        ])
-        .args(["--formatter", "json", "--quiet"])
-        .output()
-        .unwrap_or_else(|e| panic!("rabbitmqctl: {e}"));
-    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    let mut holders = BTreeMap::new();
-    for row in rows.iter().filter(|r| r["active"] == Value::Bool(true)) {
-        let queue = row["queue_name"].as_str().unwrap_or_default();
-        let Some(site) = queue.strip_prefix("relay.ingest.") else {
-            continue;
-        };
-        // relay-worker.<site>.<member>.<uuid>
-        let tag = row["consumer_tag"].as_str().unwrap_or_default();
-        let member = tag
-            .strip_prefix(&format!("relay-worker.{site}."))
-            .and_then(|rest| rest.rsplit_once('.'))
-            .map_or(tag, |(member, _)| member);
-        let earlier = holders.insert(site.to_owned(), member.to_owned());
-        assert!(
-            earlier.is_none(),
-            "two active consumers on {queue}: {earlier:?} and {member}"
-        );
-    }
-    holders
-}
-
-/// How many sites each member holds.
-fn shares(holders: &BTreeMap<String, String>) -> BTreeMap<String, usize> {
-    let mut shares = BTreeMap::new();
-    for member in holders.values() {
-        *shares.entry(member.clone()).or_default() += 1;
-    }
-    shares
+/// The worker holding each site's active consumer; panics if a site has two.
+fn holders(vhost: &str) -> Holders {
+    site_holders(vhost).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Polls the broker until every site is held and `fits` the shares; returns

@@ -516,3 +516,69 @@ pub fn message_id(delivery: &Delivery) -> String {
         .map(|m| m.to_string())
         .unwrap_or_default()
 }
+
+/// Site → the fleet member holding its active consumer.
+pub type Holders = std::collections::BTreeMap<String, String>;
+
+/// Site and member of an active consumer, from its queue and tag
+/// (`relay-worker.<site>.<member>.<uuid>`); None for other queues.
+pub fn holder(queue: &str, tag: &str) -> Option<(String, String)> {
+    let site = queue.strip_prefix("relay.ingest.")?;
+    let member = tag
+        .strip_prefix(&format!("relay-worker.{site}."))
+        .and_then(|rest| rest.rsplit_once('.'))
+        .map_or(tag, |(member, _)| member);
+    Some((site.to_owned(), member.to_owned()))
+}
+
+/// Holders from (queue, tag) pairs of active consumers; Err names the first
+/// site with two.
+pub fn holders_of<'a>(active: impl Iterator<Item = (&'a str, &'a str)>) -> Result<Holders, String> {
+    let mut holders = Holders::new();
+    for (queue, tag) in active {
+        let Some((site, member)) = holder(queue, tag) else {
+            continue;
+        };
+        if let Some(earlier) = holders.insert(site.clone(), member.clone()) {
+            return Err(format!(
+                "two active consumers on {site}: {earlier} and {member}"
+            ));
+        }
+    }
+    Ok(holders)
+}
+
+/// Which member holds each site's active consumer, as
+/// `rabbitmqctl list_consumers` says; Err names a site with two.
+pub fn site_holders(vhost: &str) -> Result<Holders, String> {
+    let out = std::process::Command::new("rabbitmqctl")
+        .args([
+            "list_consumers",
+            "-p",
+            vhost,
+            "queue_name",
+            "consumer_tag",
+            "active",
+        ])
+        .args(["--formatter", "json", "--quiet"])
+        .output()
+        .unwrap_or_else(|e| panic!("rabbitmqctl: {e}"));
+    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    holders_of(
+        rows.iter()
+            .filter(|r| r["active"] == Value::Bool(true))
+            .map(|r| {
+                let field = |k: &str| r[k].as_str().unwrap_or_default();
+                (field("queue_name"), field("consumer_tag"))
+            }),
+    )
+}
+
+/// How many sites each member holds.
+pub fn shares(holders: &Holders) -> std::collections::BTreeMap<String, usize> {
+    let mut shares = std::collections::BTreeMap::new();
+    for member in holders.values() {
+        *shares.entry(member.clone()).or_default() += 1;
+    }
+    shares
+}

@@ -21,8 +21,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::support::{
-    EventFactory, Rig, WorkerProcess, collect, connect, depth, downstream_queue, plugin_properties,
-    publish_ingest, temp_dir,
+    EventFactory, Holders, Rig, WorkerProcess, collect, connect, depth, downstream_queue,
+    holders_of, plugin_properties, publish_ingest, shares, site_holders, temp_dir,
 };
 
 const SITES: [&str; 12] = [
@@ -42,18 +42,6 @@ const ROUND_EVERY: Duration = Duration::from_millis(100);
 
 /// Events per site published at once just before the kill.
 const BURST: u64 = 200;
-
-/// Site → member holding its active consumer.
-type Holders = BTreeMap<String, String>;
-
-/// How many sites each member holds.
-fn shares(holders: &Holders) -> BTreeMap<String, usize> {
-    let mut shares = BTreeMap::new();
-    for member in holders.values() {
-        *shares.entry(member.clone()).or_default() += 1;
-    }
-    shares
-}
 
 /// Every site held, by three members with 3 to 5 sites each.
 fn even(holders: &Holders) -> bool {
@@ -272,7 +260,7 @@ async fn even_fleet(rig: &Rig, sampler: &Sampler) -> Fleet {
     let mut tries = 0;
     let listed = loop {
         let before = sampler.now();
-        let listed = list_consumers(&rig.vhost.name).unwrap_or_else(|e| panic!("{e}"));
+        let listed = site_holders(&rig.vhost.name).unwrap_or_else(|e| panic!("{e}"));
         if listed == before && listed == sampler.now() {
             break listed;
         }

@@ -3,61 +3,6 @@
 
 use super::*;
 
-/// Site and member of an active consumer, from its queue and tag
-/// (`relay-worker.<site>.<member>.<uuid>`); None for other queues.
-pub(super) fn holder(queue: &str, tag: &str) -> Option<(String, String)> {
-    let site = queue.strip_prefix("relay.ingest.")?;
-    let member = tag
-        .strip_prefix(&format!("relay-worker.{site}."))
-        .and_then(|rest| rest.rsplit_once('.'))
-        .map_or(tag, |(member, _)| member);
-    Some((site.to_owned(), member.to_owned()))
-}
-
-/// Holders from (queue, tag) pairs of active consumers; Err names the first
-/// site with two.
-pub(super) fn holders_of<'a>(
-    active: impl Iterator<Item = (&'a str, &'a str)>,
-) -> Result<Holders, String> {
-    let mut holders = Holders::new();
-    for (queue, tag) in active {
-        let Some((site, member)) = holder(queue, tag) else {
-            continue;
-        };
-        if let Some(earlier) = holders.insert(site.clone(), member.clone()) {
-            return Err(format!(
-                "two active consumers on {site}: {earlier} and {member}"
-            ));
-        }
-    }
-    Ok(holders)
-}
-
-/// What `rabbitmqctl list_consumers` says; used to check the sampler.
-pub(super) fn list_consumers(vhost: &str) -> Result<Holders, String> {
-    let out = Command::new("rabbitmqctl")
-        .args([
-            "list_consumers",
-            "-p",
-            vhost,
-            "queue_name",
-            "consumer_tag",
-            "active",
-        ])
-        .args(["--formatter", "json", "--quiet"])
-        .output()
-        .unwrap_or_else(|e| panic!("rabbitmqctl: {e}"));
-    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    holders_of(
-        rows.iter()
-            .filter(|r| r["active"] == Value::Bool(true))
-            .map(|r| {
-                let field = |k: &str| r[k].as_str().unwrap_or_default();
-                (field("queue_name"), field("consumer_tag"))
-            }),
-    )
-}
-
 /// Erlang run by `rabbitmqctl eval`: every 50 ms, one line
 /// `S <ms> <query ms> <waiting>` followed by ` <queue>=<tag>` for each active
 /// consumer of the vhost (`waiting`: consumers single active consumer keeps
