@@ -28,9 +28,13 @@ pub struct Config {
 #[serde(default, deny_unknown_fields)]
 pub struct AmqpConfig {
     /// AMQP URL with credentials. Default `amqp://guest:guest@127.0.0.1:5672/%2f`.
-    /// Never logged; prefer `url_file` in production.
+    /// For a RabbitMQ cluster, several URLs separated by commas, one per node
+    /// (`amqp://u:p@node1:5672/%2f,amqp://u:p@node2:5672/%2f`; a comma inside
+    /// a password is written `%2C`): the worker connects to the first that
+    /// answers, and after losing a node starts with the next one. Never
+    /// logged; prefer `url_file` in production.
     pub url: Secret,
-    /// File holding the AMQP URL (first line); wins over `url`.
+    /// File holding the AMQP URL or URLs (first line); wins over `url`.
     pub url_file: Option<PathBuf>,
     /// Unacknowledged deliveries the broker may push per site queue (1–65535,
     /// default 64). Bounds memory together with `worker.max_in_flight`.
@@ -39,10 +43,11 @@ pub struct AmqpConfig {
     /// failing without being settled (a poison message), 1–1000, default 10.
     /// Set explicitly on each ingest queue: RabbitMQ 3.10 and 4.x differ.
     pub delivery_limit: u32,
-    /// Longest wait, in seconds, for connecting, declaring the topology and
-    /// starting the consumers (1–600, default 30). A broker that is still
-    /// starting accepts connections before it answers; after this the worker
-    /// gives up and tries again.
+    /// Longest wait, in seconds, for connecting, and for the broker's answer
+    /// to each declaration of the topology (1–600, default 30). A broker that
+    /// is still starting accepts connections before it answers; after this the
+    /// worker gives up and tries again. Declaring many sites may take longer
+    /// in all, one quick answer after another.
     pub connect_timeout_s: u64,
 }
 

@@ -4,6 +4,7 @@
 //! - [`config`]: the configuration and its validation.
 //! - [`topology`]: exchanges and queues, declared at start and exported.
 //! - [`run`](mod@run): connect, run every site, reconnect, shut down.
+//! - [`connect`](mod@connect): the broker's nodes, tried in turn (round-robin).
 //! - [`fleet`]: the workers sharing the sites out, through the broker.
 //! - [`pipeline`]: one site's consume → check → enrich → publish → ack loop,
 //!   one file per role; [`pipeline::decide`] is where a retry, a dead-letter
@@ -18,6 +19,7 @@
 
 pub mod acks;
 pub mod config;
+pub mod connect;
 pub mod failure;
 pub mod fleet;
 pub mod http;

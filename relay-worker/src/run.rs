@@ -11,6 +11,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::config::Config;
+use crate::connect::{self, Brokers};
 use crate::fleet::{self, membership};
 use crate::http::{self, Readiness};
 use crate::metrics;
@@ -97,13 +98,23 @@ pub async fn run_with_listener(
     let member: Arc<str> = membership::member_id(&config.fleet).into();
     let contexts = contexts(&config, &member)?;
     let topology = Topology::for_config(&config);
+    let brokers = Brokers::from_config(&config.amqp);
     let max_backoff = Duration::from_secs(config.worker.reconnect_max_backoff_s);
     let mut backoff = Duration::from_millis(500);
     let result = loop {
         if *stop.borrow() {
             break Ok(());
         }
-        match connect_and_run(&config, &topology, &contexts, &member, &ready, stop.clone()).await {
+        let attempt = connect_and_run(
+            &config,
+            &brokers,
+            &topology,
+            &contexts,
+            &member,
+            &ready,
+            stop.clone(),
+        );
+        match attempt.await {
             Ok(Ended::Stopped) => break Ok(()),
             Ok(Ended::Lost(error)) => {
                 ready.set(false);
@@ -178,6 +189,7 @@ fn contexts(config: &Config, member: &Arc<str>) -> Result<Vec<Site>, RunError> {
 /// One connection: declare, consume every site, until stopped or lost.
 async fn connect_and_run(
     config: &Config,
+    brokers: &Brokers,
     topology: &Topology,
     sites: &[Site],
     member: &str,
@@ -185,21 +197,15 @@ async fn connect_and_run(
     stop: watch::Receiver<bool>,
 ) -> Result<Ended, RunError> {
     // A broker that is still starting accepts TCP before it answers AMQP: every
-    // step of setting up is bounded, and a stop request is honoured meanwhile.
+    // step of setting up is bounded (connecting, and each declaration, by
+    // `amqp.connect_timeout_s`, so declaring many sites may take longer in
+    // all), and a stop request is honoured meanwhile.
     let mut stop_wait = stop.clone();
-    let limit = Duration::from_secs(config.amqp.connect_timeout_s);
-    let set_up = tokio::time::timeout(limit, set_up(config, topology, sites, member, stop.clone()));
     let (connection, mut tasks) = tokio::select! {
-        result = set_up => match result {
-            Ok(Ok(Ok(running))) => running,
-            Ok(Ok(Err(ended))) => return Ok(ended),
-            Ok(Err(fatal)) => return Err(fatal),
-            Err(_) => {
-                return Ok(Ended::Lost(format!(
-                    "the broker did not answer within {} s while connecting",
-                    limit.as_secs()
-                )));
-            }
+        result = set_up(config, brokers, topology, sites, member, stop.clone()) => match result {
+            Ok(Ok(running)) => running,
+            Ok(Err(ended)) => return Ok(ended),
+            Err(fatal) => return Err(fatal),
         },
         _ = stop_wait.wait_for(|s| *s) => return Ok(Ended::Stopped),
     };
@@ -233,26 +239,33 @@ async fn connect_and_run(
 /// Connects, declares the topology and starts every site's pipeline.
 async fn set_up(
     config: &Config,
+    brokers: &Brokers,
     topology: &Topology,
     sites: &[Site],
     member: &str,
     stop: watch::Receiver<bool>,
 ) -> Result<Result<(Arc<Connection>, JoinSet<lapin::Result<()>>), Ended>, RunError> {
-    let connection = match Connection::connect(
-        config.amqp.url.expose(),
-        ConnectionProperties::default(),
-    )
-    .await
-    {
+    // The next of the cluster's nodes, or the one broker (`amqp.url`).
+    let limit = Duration::from_secs(config.amqp.connect_timeout_s);
+    let connecting = connect::connect(brokers, ConnectionProperties::default());
+    let Ok(connected) = tokio::time::timeout(limit, connecting).await else {
+        return Ok(Err(Ended::Lost(format!(
+            "the broker did not answer within {} s while connecting",
+            limit.as_secs()
+        ))));
+    };
+    let connection = match connected {
         // Shared: each site opens its consume channel again after a pause.
         Ok(c) => Arc::new(c),
-        Err(e) => return Ok(Err(lost("connecting", e))),
+        // Already without credentials.
+        Err(e) => return Ok(Err(Ended::Lost(e.to_string()))),
     };
     match topology.declare(&connection).await {
         Ok(()) => {}
         Err(TopologyError::Broker { source, .. }) => {
             return Ok(Err(lost("declaring the topology", source)));
         }
+        Err(slow @ TopologyError::Slow { .. }) => return Ok(Err(Ended::Lost(slow.to_string()))),
         Err(conflict) => return Err(conflict.into()),
     }
     let mut tasks = JoinSet::new();

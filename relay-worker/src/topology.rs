@@ -16,6 +16,8 @@
 //! defaults (4.x adds a delivery limit of 20 to quorum queues), and a relay
 //! must behave the same on both.
 
+use std::time::Duration;
+
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, Connection, ExchangeKind};
@@ -54,6 +56,12 @@ pub enum TopologyError {
         kind: &'static str,
         name: String,
         source: lapin::Error,
+    },
+    #[error("declaring {kind} {name:?}: no answer within {} s", limit.as_secs())]
+    Slow {
+        kind: &'static str,
+        name: String,
+        limit: Duration,
     },
 }
 
@@ -94,6 +102,9 @@ pub struct Topology {
     pub exchanges: Vec<Exchange>,
     pub queues: Vec<Queue>,
     pub bindings: Vec<Binding>,
+    /// Longest wait for the broker's answer to one declaration
+    /// (`amqp.connect_timeout_s`).
+    pub step_limit: Duration,
 }
 
 /// A retry step's delay queues, shortest first.
@@ -213,13 +224,25 @@ impl Topology {
             exchanges,
             queues,
             bindings,
+            step_limit: Duration::from_secs(config.amqp.connect_timeout_s),
         }
     }
 
     /// Declares everything; safe to repeat. A queue that exists with other
     /// arguments is reported by name with the broker's explanation.
+    ///
+    /// Each step waits at most `step_limit` for the broker, so a broker that
+    /// stopped answering is noticed quickly while declaring a thousand sites
+    /// (each a quorum queue, some tens of milliseconds) may take as long as it
+    /// needs.
     pub async fn declare(&self, connection: &Connection) -> Result<(), TopologyError> {
-        let channel = open(connection, "channel", "topology").await?;
+        let channel = self
+            .bounded(
+                "channel",
+                "topology",
+                open(connection, "channel", "topology"),
+            )
+            .await??;
         for e in &self.exchanges {
             let kind = match e.kind {
                 "headers" => ExchangeKind::Headers,
@@ -231,9 +254,13 @@ impl Topology {
                 durable: true,
                 ..Default::default()
             };
-            let result = channel
-                .exchange_declare(e.name.as_str().into(), kind, options, FieldTable::default())
-                .await;
+            let declared = channel.exchange_declare(
+                e.name.as_str().into(),
+                kind,
+                options,
+                FieldTable::default(),
+            );
+            let result = self.bounded("exchange", &e.name, declared).await?;
             check(result, "exchange", &e.name)?;
         }
         for q in &self.queues {
@@ -242,11 +269,10 @@ impl Topology {
                 durable: true,
                 ..Default::default()
             };
-            let result = channel
-                .queue_declare(q.name.as_str().into(), options, field_table(&q.arguments))
-                .await
-                .map(|_| ());
-            check(result, "queue", &q.name)?;
+            let declared =
+                channel.queue_declare(q.name.as_str().into(), options, field_table(&q.arguments));
+            let result = self.bounded("queue", &q.name, declared).await?;
+            check(result.map(|_| ()), "queue", &q.name)?;
         }
         for b in &self.bindings {
             let headers: Vec<(&str, Arg)> = b
@@ -254,15 +280,15 @@ impl Topology {
                 .iter()
                 .map(|(k, v)| (*k, Arg::Str(v.clone())))
                 .collect();
-            channel
-                .queue_bind(
-                    b.queue.as_str().into(),
-                    b.exchange.as_str().into(),
-                    b.routing_key.as_str().into(),
-                    QueueBindOptions::default(),
-                    field_table(&headers),
-                )
-                .await
+            let bound = channel.queue_bind(
+                b.queue.as_str().into(),
+                b.exchange.as_str().into(),
+                b.routing_key.as_str().into(),
+                QueueBindOptions::default(),
+                field_table(&headers),
+            );
+            self.bounded("binding of", &b.queue, bound)
+                .await?
                 .map_err(|source| TopologyError::Broker {
                     kind: "binding of",
                     name: b.queue.clone(),
@@ -271,6 +297,22 @@ impl Topology {
         }
         let _ = channel.close(200, "topology declared".into()).await;
         Ok(())
+    }
+
+    /// `step`, unless the broker takes longer than `step_limit` to answer.
+    async fn bounded<T>(
+        &self,
+        kind: &'static str,
+        name: &str,
+        step: impl Future<Output = T>,
+    ) -> Result<T, TopologyError> {
+        tokio::time::timeout(self.step_limit, step)
+            .await
+            .map_err(|_| TopologyError::Slow {
+                kind,
+                name: name.to_owned(),
+                limit: self.step_limit,
+            })
     }
 
     /// RabbitMQ definitions (import with `rabbitmqctl import_definitions` or the

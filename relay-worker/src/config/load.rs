@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 
-use super::{Config, Secret, SiteConfig};
+use super::{AmqpConfig, Config, Secret, SiteConfig};
 
 /// What is wrong with the configuration, naming the key.
 #[derive(Debug, thiserror::Error)]
@@ -104,10 +104,7 @@ impl Config {
                 problem: problem.to_owned(),
             })
         };
-        let url = self.amqp.url.expose();
-        if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
-            return bad("amqp.url", "must start with amqp:// or amqps://");
-        }
+        self.amqp.validate_urls()?;
         if self.amqp.prefetch == 0 {
             return bad("amqp.prefetch", "must be 1-65535");
         }
@@ -175,6 +172,51 @@ impl Config {
                 );
             }
             site.validate(&format!("sites[{i}]"))?;
+        }
+        Ok(())
+    }
+}
+
+impl AmqpConfig {
+    /// The broker addresses `url` lists: comma-separated, blanks around each
+    /// trimmed, in order (empty entries included, for validation to name).
+    pub fn urls(&self) -> Vec<Secret> {
+        self.url
+            .expose()
+            .split(',')
+            .map(|url| Secret::new(url.trim()))
+            .collect()
+    }
+
+    /// Each address must be an AMQP URL; the error names the entry by its
+    /// index (`amqp.url[1]`, or `amqp.url` when there is one), never its
+    /// credentials.
+    fn validate_urls(&self) -> Result<(), ConfigError> {
+        let urls = self.urls();
+        for (i, url) in urls.iter().enumerate() {
+            let key = if urls.len() == 1 {
+                "amqp.url".to_owned()
+            } else {
+                format!("amqp.url[{i}]")
+            };
+            let bad = |problem: String| Err(ConfigError::Invalid { key, problem });
+            let url = url.expose();
+            if url.is_empty() {
+                return bad("is empty: separate the URLs of several nodes by single commas".into());
+            }
+            if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
+                let hint = if urls.len() > 1 {
+                    " (a comma inside a password is written %2C)"
+                } else {
+                    ""
+                };
+                return bad(format!("must start with amqp:// or amqps://{hint}"));
+            }
+            if let Err(e) = url.parse::<lapin::uri::AMQPUri>() {
+                // The parser may quote the URL: no password in the message.
+                let e = relay_contract::redact::credentials(&e);
+                return bad(format!("is not a valid AMQP URL: {e}"));
+            }
         }
         Ok(())
     }

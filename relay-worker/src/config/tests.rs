@@ -252,3 +252,73 @@ fn secrets_never_print() {
     assert!(!shown.contains("s3cr3t"), "{shown}");
     assert_eq!(config.amqp.url.expose(), "amqp://relay:s3cr3t@mq:5672/%2f");
 }
+
+fn urls(config: &Config) -> Vec<String> {
+    config
+        .amqp
+        .urls()
+        .iter()
+        .map(|u| u.expose().to_owned())
+        .collect()
+}
+
+const NODES: [&str; 3] = [
+    "amqp://relay:pw@node1:5672/%2f",
+    "amqp://relay:pw@node2:5672/%2f",
+    "amqps://relay:pw@node3:5671/%2f",
+];
+
+#[test]
+fn several_broker_addresses_load_from_the_file_the_environment_and_url_file() {
+    let listed = NODES.join(", ");
+    let config = load(&format!(
+        "[amqp]\nurl = \"{listed}\"\n[[sites]]\nid = \"a\"\n"
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(urls(&config), NODES, "blanks after the commas are trimmed");
+    figment::Jail::expect_with(|jail| {
+        jail.clear_env();
+        jail.create_file("relay.toml", "[[sites]]\nid = \"a\"\n")?;
+        jail.set_env("RELAY_AMQP_URL", NODES.join(","));
+        let config = Config::load(Some(Path::new("relay.toml"))).map_err(|e| e.to_string())?;
+        assert_eq!(urls(&config), NODES);
+        jail.create_file("amqp-url", &format!("{}\nignored\n", NODES[..2].join(",")))?;
+        jail.set_env("RELAY_AMQP_URL_FILE", "amqp-url");
+        let config = Config::load(Some(Path::new("relay.toml"))).map_err(|e| e.to_string())?;
+        assert_eq!(urls(&config), NODES[..2]);
+        Ok(())
+    });
+}
+
+#[test]
+fn one_broker_address_is_still_one_address() {
+    let config = load("[[sites]]\nid = \"a\"\n").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(urls(&config), ["amqp://guest:guest@127.0.0.1:5672/%2f"]);
+}
+
+#[test]
+fn a_bad_broker_address_is_named_by_its_index_without_credentials() {
+    let cases = [
+        (format!("{},http://u:s3cret@n/%2f", NODES[0]), "amqp.url[1]"),
+        (format!("{},,{}", NODES[0], NODES[1]), "amqp.url[1]"),
+        (format!("{},", NODES[0]), "amqp.url[1]"),
+        (
+            format!("amqp://u:s3cret@n:99999/%2f,{}", NODES[0]),
+            "amqp.url[0]",
+        ),
+        // An unescaped comma in a password splits the URL.
+        ("amqp://u:s3c,ret@n/%2f".to_owned(), "amqp.url[0]"),
+        ("amqp://u:s3cret@n:port/%2f".to_owned(), "amqp.url"),
+        ("http://u:s3cret@n/%2f".to_owned(), "amqp.url"),
+        (String::new(), "amqp.url"),
+    ];
+    for (url, key) in cases {
+        let err = load(&format!("[amqp]\nurl = \"{url}\"\n[[sites]]\nid = \"a\"\n")).err();
+        let shown = err.as_ref().map(ToString::to_string).unwrap_or_default();
+        match err {
+            Some(ConfigError::Invalid { key: got, .. }) => assert_eq!(got, key, "{shown}"),
+            other => panic!("{key}: {other:?}"),
+        }
+        assert!(!shown.contains("s3c"), "{shown}");
+    }
+}
