@@ -49,6 +49,11 @@ pub struct AmqpConfig {
     /// worker gives up and tries again. Declaring many sites may take longer
     /// in all, one quick answer after another.
     pub connect_timeout_s: u64,
+    /// Sites per broker connection (1–1000, default 200). A site this worker
+    /// consumes holds two channels, and RabbitMQ allows 2,047 per connection:
+    /// a worker with more sites opens more connections (to the next nodes of
+    /// a cluster, in turn).
+    pub sites_per_connection: usize,
 }
 
 /// `[worker]`: the process.
@@ -233,6 +238,7 @@ impl Default for AmqpConfig {
             prefetch: 64,
             delivery_limit: 10,
             connect_timeout_s: 30,
+            sites_per_connection: 200,
         }
     }
 }

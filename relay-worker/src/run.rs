@@ -186,7 +186,7 @@ fn contexts(config: &Config, member: &Arc<str>) -> Result<Vec<Site>, RunError> {
         .collect()
 }
 
-/// One connection: declare, consume every site, until stopped or lost.
+/// One set of connections: declare, consume every site, until stopped or lost.
 async fn connect_and_run(
     config: &Config,
     brokers: &Brokers,
@@ -201,7 +201,7 @@ async fn connect_and_run(
     // `amqp.connect_timeout_s`, so declaring many sites may take longer in
     // all), and a stop request is honoured meanwhile.
     let mut stop_wait = stop.clone();
-    let (connection, mut tasks) = tokio::select! {
+    let (connections, mut tasks) = tokio::select! {
         result = set_up(config, brokers, topology, sites, member, stop.clone()) => match result {
             Ok(Ok(running)) => running,
             Ok(Err(ended)) => return Ok(ended),
@@ -232,11 +232,16 @@ async fn connect_and_run(
     ready.set(false);
     // Channels are closed by each pipeline; the connection last (closing it right
     // after the last ack can lose acks otherwise).
-    let _ = connection.close(200, "relay-worker stopping".into()).await;
+    for connection in connections {
+        let _ = connection.close(200, "relay-worker stopping".into()).await;
+    }
     Ok(ended)
 }
 
-/// Connects, declares the topology and starts every site's pipeline.
+/// Connects, declares the topology and starts every site's pipeline. Sites
+/// are spread over connections of at most `amqp.sites_per_connection` each:
+/// a site it consumes holds two channels, and RabbitMQ allows 2,047 per
+/// connection.
 async fn set_up(
     config: &Config,
     brokers: &Brokers,
@@ -244,29 +249,33 @@ async fn set_up(
     sites: &[Site],
     member: &str,
     stop: watch::Receiver<bool>,
-) -> Result<Result<(Arc<Connection>, JoinSet<lapin::Result<()>>), Ended>, RunError> {
-    // The next of the cluster's nodes, or the one broker (`amqp.url`).
-    let limit = Duration::from_secs(config.amqp.connect_timeout_s);
-    let connecting = connect::connect(brokers, ConnectionProperties::default());
-    let Ok(connected) = tokio::time::timeout(limit, connecting).await else {
-        return Ok(Err(Ended::Lost(format!(
-            "the broker did not answer within {} s while connecting",
-            limit.as_secs()
-        ))));
+) -> Result<Result<(Vec<Arc<Connection>>, JoinSet<lapin::Result<()>>), Ended>, RunError> {
+    let per_connection = config.amqp.sites_per_connection.max(1);
+    let first = match connect(config, brokers).await {
+        Ok(connection) => connection,
+        Err(ended) => return Ok(Err(ended)),
     };
-    let connection = match connected {
-        // Shared: each site opens its consume channel again after a pause.
-        Ok(c) => Arc::new(c),
-        // Already without credentials.
-        Err(e) => return Ok(Err(Ended::Lost(e.to_string()))),
-    };
-    match topology.declare(&connection).await {
+    match topology.declare(&first).await {
         Ok(()) => {}
         Err(TopologyError::Broker { source, .. }) => {
             return Ok(Err(lost("declaring the topology", source)));
         }
         Err(slow @ TopologyError::Slow { .. }) => return Ok(Err(Ended::Lost(slow.to_string()))),
         Err(conflict) => return Err(conflict.into()),
+    }
+    let mut connections = vec![first.clone()];
+    while connections.len() < sites.len().div_ceil(per_connection) {
+        match connect(config, brokers).await {
+            Ok(connection) => connections.push(connection),
+            Err(ended) => {
+                for connection in connections {
+                    let _ = connection
+                        .close(200, "relay-worker: set-up failed".into())
+                        .await;
+                }
+                return Ok(Err(ended));
+            }
+        }
     }
     let mut tasks = JoinSet::new();
     // Until this worker has heard its peers, every site is its own: single
@@ -279,19 +288,41 @@ async fn set_up(
     }
     let (view_tx, view) = watch::channel(None);
     tasks.spawn(membership::run(
-        connection.clone(),
+        first,
         member.to_string(),
         config.fleet.clone(),
         view_tx,
         stop.clone(),
     ));
     tasks.spawn(fleet::follow(view, member.to_string(), switches));
-    for site in sites {
-        let pipeline =
-            SitePipeline::new(connection.clone(), site.ctx.clone(), config.amqp.prefetch);
+    for (site, connection) in sites.iter().zip(
+        connections
+            .iter()
+            .flat_map(|c| std::iter::repeat_n(c, per_connection)),
+    ) {
+        let connection = connection.clone();
+        let pipeline = SitePipeline::new(connection, site.ctx.clone(), config.amqp.prefetch);
         tasks.spawn(pipeline.run(stop.clone()));
     }
-    Ok(Ok((connection, tasks)))
+    Ok(Ok((connections, tasks)))
+}
+
+/// One connection to the next of the cluster's nodes (or the one broker),
+/// bounded by `amqp.connect_timeout_s`.
+async fn connect(config: &Config, brokers: &Brokers) -> Result<Arc<Connection>, Ended> {
+    let limit = Duration::from_secs(config.amqp.connect_timeout_s);
+    let connecting = connect::connect(brokers, ConnectionProperties::default());
+    let Ok(connected) = tokio::time::timeout(limit, connecting).await else {
+        return Err(Ended::Lost(format!(
+            "the broker did not answer within {} s while connecting",
+            limit.as_secs()
+        )));
+    };
+    // Shared by the sites on it: each opens its channels again after a pause.
+    // The error is already without credentials.
+    connected
+        .map(Arc::new)
+        .map_err(|e| Ended::Lost(e.to_string()))
 }
 
 /// `core_webservice_get_site_info` every `every`, driving `relay_moodle_up`;

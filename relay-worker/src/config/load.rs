@@ -29,12 +29,13 @@ const ENV_SECTIONS: [&str; 4] = ["amqp", "worker", "retry", "fleet"];
 /// The variables read, without the `RELAY_` prefix. Only these: other `RELAY_*`
 /// variables belong to someone else (scripts, or the ones Kubernetes injects
 /// for a Service named `relay-worker`, such as `RELAY_WORKER_PORT`).
-pub const ENV_KEYS: [&str; 16] = [
+pub const ENV_KEYS: [&str; 17] = [
     "AMQP_URL",
     "AMQP_URL_FILE",
     "AMQP_PREFETCH",
     "AMQP_DELIVERY_LIMIT",
     "AMQP_CONNECT_TIMEOUT_S",
+    "AMQP_SITES_PER_CONNECTION",
     "WORKER_MAX_IN_FLIGHT",
     "WORKER_LISTEN",
     "WORKER_SHUTDOWN_GRACE_S",
@@ -113,6 +114,9 @@ impl Config {
         }
         if !(1..=600).contains(&self.amqp.connect_timeout_s) {
             return bad("amqp.connect_timeout_s", "must be 1-600");
+        }
+        if !(1..=1000).contains(&self.amqp.sites_per_connection) {
+            return bad("amqp.sites_per_connection", "must be 1-1000");
         }
         let w = &self.worker;
         if !(1..=100_000).contains(&w.max_in_flight) {

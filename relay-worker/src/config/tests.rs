@@ -178,6 +178,7 @@ fn every_documented_variable_sets_its_key() {
         ("AMQP_PREFETCH", "7"),
         ("AMQP_DELIVERY_LIMIT", "7"),
         ("AMQP_CONNECT_TIMEOUT_S", "7"),
+        ("AMQP_SITES_PER_CONNECTION", "7"),
         ("WORKER_MAX_IN_FLIGHT", "7"),
         ("WORKER_LISTEN", "127.0.0.1:7"),
         ("WORKER_SHUTDOWN_GRACE_S", "7"),
@@ -201,6 +202,7 @@ fn every_documented_variable_sets_its_key() {
         assert_eq!(c.amqp.url.expose(), "amqp://from:file@h:5672/%2f");
         assert_eq!((c.amqp.prefetch, c.amqp.delivery_limit), (7, 7));
         assert_eq!(c.amqp.connect_timeout_s, 7);
+        assert_eq!(c.amqp.sites_per_connection, 7);
         assert_eq!(c.fleet.member_id.as_deref(), Some("seven"));
         assert_eq!(
             (c.fleet.heartbeat_ms, c.fleet.member_timeout_ms),

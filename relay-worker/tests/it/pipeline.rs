@@ -8,8 +8,8 @@ use relay_contract::CLOUDEVENTS_CONTENT_TYPE;
 use relay_contract::routing::ingest_queue;
 
 use crate::support::{
-    EventFactory, Rig, Worker, collect, depth, downstream_queue, message_id, plugin_properties,
-    publish_ingest,
+    EventFactory, Rig, Worker, await_ids, collect, depth, downstream_queue, message_id,
+    plugin_properties, publish_events, publish_ingest,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -132,4 +132,33 @@ async fn endpoints_report_health_readiness_and_the_contract_metrics() {
         .await
         .unwrap_or_else(|e| panic!("worker: {e}"));
     let _ = conn.close(200, "done".into()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sites_are_spread_over_connections_of_at_most_sites_per_connection() {
+    let sites = ["conn-a", "conn-b", "conn-c", "conn-d", "conn-e"];
+    let mut rig = Rig::new(&sites).await;
+    rig.config.amqp.sites_per_connection = 2;
+    let downstream = downstream_queue(&rig.channel, "#", FieldTable::default()).await;
+    let mut ids = Vec::new();
+    for site in sites {
+        ids.extend(publish_events(&rig.channel, site, 20).await);
+    }
+    let worker = Worker::start(rig.config.clone()).await;
+    let arrived = await_ids(&rig.conn, &downstream, &ids, Duration::from_secs(30)).await;
+    let got: BTreeSet<&String> = arrived.iter().collect();
+    assert_eq!(got.len(), ids.len(), "every site's events arrive");
+    let out = std::process::Command::new("rabbitmqctl")
+        .args(["list_connections", "-p", &rig.vhost.name, "name"])
+        .args(["--formatter", "json", "--quiet"])
+        .output()
+        .unwrap_or_else(|e| panic!("rabbitmqctl: {e}"));
+    let connections: Vec<serde_json::Value> =
+        serde_json::from_slice(&out.stdout).unwrap_or_default();
+    // Five sites, two per connection: three of the worker's, and the test's own.
+    assert_eq!(connections.len(), 4, "{connections:?}");
+    worker
+        .stop()
+        .await
+        .unwrap_or_else(|e| panic!("worker: {e}"));
 }
