@@ -5,18 +5,19 @@
 //!
 //! All publishing happens in this one task, in delivery order, so the events of
 //! a subject leave in the order they came. When the site pauses (Moodle refused
-//! our credentials, its breaker opened) or stops, nothing more is published:
-//! once what was published is confirmed, every delivery not yet published goes
-//! back to the queue, in delivery order (see [`intake`]).
+//! our credentials, its breaker opened), is given to another worker of the
+//! fleet, or stops, nothing more is published: once what was published is
+//! confirmed, every delivery not yet published goes back to the queue, in
+//! delivery order (see [`intake`]).
 //!
 //! Layout, in the order a delivery meets it:
-//! - [`intake`]: the consumer (created, cancelled, created again) and acks.
+//! - [`intake`]: the consumer (opened, given back, opened again) and acks.
 //! - [`check`]: a valid event of this site, properly routed.
 //! - [`enrich`]: Moodle lookups under way, kept in delivery order.
 //! - [`publish`]: publishing with confirms, and what a confirm means.
 //! - [`decide`]: the one decision: an outcome becomes an action.
 //! - [`park`]: where a failed delivery goes: a delay queue, the DLQ, a conflict key.
-//! - [`mode`]: running, paused until a probe passes, or draining.
+//! - [`mode`]: standing by, running, paused until a probe passes, or draining.
 
 pub mod check;
 pub mod decide;
@@ -331,8 +332,8 @@ impl SitePipeline {
         drop(delivery);
     }
 
-    /// Starts stopping: nothing more is published; what was waits for its
-    /// confirm until the grace period ends, then the rest goes back.
+    /// Starts stopping: what was published waits for its confirm until the
+    /// grace period ends; nothing more is.
     fn stop(&mut self) {
         self.probe = None;
         self.mode.drain(Instant::now() + self.ctx.shutdown_grace);
