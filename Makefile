@@ -7,13 +7,14 @@ CARGO ?= cargo
 RELAY_WORKER_BIN := $(CURDIR)/target/debug/relay-worker
 PHP_SOURCES = $(shell find moodle-plugin tests/php -name '*.php' 2>/dev/null)
 
-.PHONY: help demo test bench deps rust rabbitmq php lint lint-moodle test-rust test-php build
+.PHONY: help demo test bench test-scale deps rust rabbitmq php lint lint-moodle test-rust test-php build
 
 help:
 	@echo "make demo   run the relay's main job on a local RabbitMQ"
 	@echo "make test   run every test: Rust, PHP and schema checks (CI runs this)"
 	@echo "make lint   rustfmt, clippy and php -l only"
 	@echo "make bench  relay-worker against a raw forwarder (EVENTS=100000 ROUNDS=3 BACKLOG=1000000)"
+	@echo "make test-scale  1,000 sites on 3 worker processes and a private RabbitMQ node (by hand, a few minutes)"
 
 ## Set-up: each step reuses what is there and installs or starts what is not.
 deps: rust rabbitmq php
@@ -68,3 +69,9 @@ PREFETCH ?= 200
 bench: rust rabbitmq
 	$(CARGO) build --release --locked -p relay-worker -p relay-bench
 	target/release/relay-bench --events $(EVENTS) --rounds $(ROUNDS) --backlog $(BACKLOG) --prefetch $(PREFETCH)
+
+## Scale run, by hand (not part of `make test`): 1,000 sites on three release
+## worker processes against a private RabbitMQ node with a high file limit;
+## prints set-up time, RSS per worker and the broker's memory and descriptors.
+test-scale: rust rabbitmq
+	$(CARGO) test --release --locked -p relay-worker --test scale -- --ignored --nocapture

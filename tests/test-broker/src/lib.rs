@@ -108,6 +108,9 @@ pub struct ClusterNode {
     dir: PathBuf,
     /// The node's OS process, once it runs.
     pid: Option<u32>,
+    /// Open files the node may have, when set (else what `rabbitmq-server`'s
+    /// `su` leaves it: 1,024 on Debian).
+    open_files: Option<u64>,
 }
 
 impl ClusterNode {
@@ -126,6 +129,11 @@ impl ClusterNode {
         let mut all = vec!["-n", self.name.as_str()];
         all.extend_from_slice(args);
         rabbitmqctl_within(Duration::from_secs(120), &all)
+    }
+
+    /// The node's OS process id, once it runs (for `/proc/<pid>/…`).
+    pub fn os_pid(&self) -> Option<u32> {
+        self.pid.or_else(|| self.read_pid())
     }
 
     /// Stops the node's Erlang VM and waits (30 s at most) until its process
@@ -175,6 +183,12 @@ impl ClusterNode {
             .map_err(|e| format!("{}: {e}", dir.display()))?;
         // Its own config: only this listener (the machine's broker owns 5672).
         let config = dir.join("rabbitmq.conf");
+        // Sourced by the shell that starts the VM, after the wrapper's `su`
+        // (whose PAM session sets the soft limit back to 1,024): as many open
+        // files as asked, or as the hard limit allows.
+        let ulimit = self.open_files.map_or_else(String::new, |n| {
+            format!("ulimit -n {n} 2>/dev/null || ulimit -n \"$(ulimit -Hn)\"\n")
+        });
         let files = [
             (
                 config.clone(),
@@ -189,9 +203,11 @@ impl ClusterNode {
             // machine's node; distribution on loopback only, like that node.
             (
                 dir.join("rabbitmq-env.conf"),
-                "ERL_EPMD_ADDRESS=127.0.0.1\n\
-                 SERVER_ADDITIONAL_ERL_ARGS=\"-kernel inet_dist_use_interface {127,0,0,1}\"\n"
-                    .to_owned(),
+                format!(
+                    "ERL_EPMD_ADDRESS=127.0.0.1\n\
+                     SERVER_ADDITIONAL_ERL_ARGS=\"-kernel inet_dist_use_interface {{127,0,0,1}}\"\n\
+                     {ulimit}"
+                ),
             ),
         ];
         for (path, text) in files {
@@ -290,6 +306,17 @@ impl Cluster {
     /// Starts `size` nodes and joins them into one cluster; waits until every
     /// node runs and sees the others.
     pub fn start(size: usize) -> Result<Cluster, String> {
+        Cluster::start_nodes(size, None)
+    }
+
+    /// [`Cluster::start`] with nodes allowed `open_files` open files each (or
+    /// the hard limit of this process, when lower): a broker with many quorum
+    /// queues needs far more than the 1,024 it gets by default.
+    pub fn start_with_open_files(size: usize, open_files: u64) -> Result<Cluster, String> {
+        Cluster::start_nodes(size, Some(open_files))
+    }
+
+    fn start_nodes(size: usize, open_files: Option<u64>) -> Result<Cluster, String> {
         let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
         let dir = std::env::temp_dir().join(format!("relaytest-{run}"));
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -309,6 +336,7 @@ impl Cluster {
                 dist_port: ports[1],
                 dir: cluster.dir.join(format!("node{n}")),
                 pid: None,
+                open_files,
             };
             cluster.nodes.push(node.clone());
             node.spawn()?;
