@@ -26,7 +26,6 @@ use relay_contract::routing::{
     DLQ_QUEUE, EVENTS_EXCHANGE, FLEET_EXCHANGE, INGEST_EXCHANGE, REQUEUE_EXCHANGE, RETRY_EXCHANGE,
     RETRY_QUEUE_HEADER, ingest_queue, retry_queue,
 };
-use serde_json::{Value, json};
 
 use crate::config::Config;
 
@@ -314,41 +313,6 @@ impl Topology {
                 limit: self.step_limit,
             })
     }
-
-    /// RabbitMQ definitions (import with `rabbitmqctl import_definitions` or the
-    /// management UI) for vhost `/`.
-    pub fn definitions(&self) -> Value {
-        let arguments = |args: &[(&str, Arg)]| -> Value {
-            args.iter()
-                .map(|(k, v)| {
-                    let v = match v {
-                        Arg::Str(s) => json!(s),
-                        Arg::Int(i) => json!(i),
-                        Arg::Bool(b) => json!(b),
-                    };
-                    ((*k).to_owned(), v)
-                })
-                .collect::<serde_json::Map<_, _>>()
-                .into()
-        };
-        json!({
-            "vhosts": [{"name": "/"}],
-            "exchanges": self.exchanges.iter().map(|e| json!({
-                "name": e.name, "vhost": "/", "type": e.kind,
-                "durable": true, "auto_delete": false, "internal": false, "arguments": {}
-            })).collect::<Vec<_>>(),
-            "queues": self.queues.iter().map(|q| json!({
-                "name": q.name, "vhost": "/", "durable": true, "auto_delete": false,
-                "arguments": arguments(&q.arguments)
-            })).collect::<Vec<_>>(),
-            "bindings": self.bindings.iter().map(|b| json!({
-                "source": b.exchange, "vhost": "/", "destination": b.queue,
-                "destination_type": "queue", "routing_key": b.routing_key,
-                "arguments": b.headers.iter().map(|(k, v)| ((*k).to_owned(), json!(v)))
-                    .collect::<serde_json::Map<_, _>>()
-            })).collect::<Vec<_>>(),
-        })
-    }
 }
 
 /// The per-site ingest queue.
@@ -431,5 +395,6 @@ fn precondition_failed(error: &lapin::Error) -> Option<String> {
     }
 }
 
+mod definitions;
 #[cfg(test)]
 mod tests;

@@ -1,5 +1,7 @@
 //! Tests of the topology and its exported definitions.
 
+use serde_json::Value;
+
 use super::*;
 
 fn config(text: &str) -> Config {
