@@ -563,7 +563,13 @@ pub fn site_holders(vhost: &str) -> Result<Holders, String> {
         .args(["--formatter", "json", "--quiet"])
         .output()
         .unwrap_or_else(|e| panic!("rabbitmqctl: {e}"));
-    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    holders_listed(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// Holders from the JSON of `rabbitmqctl list_consumers queue_name
+/// consumer_tag active --formatter json`; Err names a site with two.
+pub fn holders_listed(listed: &str) -> Result<Holders, String> {
+    let rows: Vec<Value> = serde_json::from_str(listed).map_err(|e| format!("{e}: {listed}"))?;
     holders_of(
         rows.iter()
             .filter(|r| r["active"] == Value::Bool(true))

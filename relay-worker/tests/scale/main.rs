@@ -20,8 +20,8 @@ use serde_json::Value;
 use test_broker::{Cluster, ClusterNode};
 
 use support::{
-    EventFactory, Holders, WorkerProcess, await_ids, connect, depth, downstream_queue, holders_of,
-    plugin_properties, publish_ingest, shares, temp_dir,
+    EventFactory, Holders, WorkerProcess, await_ids, connect, depth, downstream_queue,
+    holders_listed, plugin_properties, publish_ingest, shares, temp_dir,
 };
 
 const SITES: usize = 1_000;
@@ -161,15 +161,7 @@ fn holders(node: &ClusterNode) -> Result<Holders, String> {
         "json",
         "--quiet",
     ])?;
-    let rows: Vec<Value> = serde_json::from_str(&listed).map_err(|e| format!("{e}: {listed}"))?;
-    holders_of(
-        rows.iter()
-            .filter(|r| r["active"] == Value::Bool(true))
-            .map(|r| {
-                let field = |k: &str| r[k].as_str().unwrap_or_default();
-                (field("queue_name"), field("consumer_tag"))
-            }),
-    )
+    holders_listed(&listed)
 }
 
 /// How long the fleet took, by the broker's view polled every `POLL_EVERY`.
