@@ -5,7 +5,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 CARGO ?= cargo
 RELAY_WORKER_BIN := $(CURDIR)/target/debug/relay-worker
-PHP_SOURCES = $(shell find moodle-plugin tests/php -name '*.php' 2>/dev/null)
+PHP_SOURCES = $(shell find moodle-plugin tests/php tests/moodle -name '*.php' 2>/dev/null)
 
 .PHONY: help demo test bench test-scale deps rust rabbitmq php lint lint-moodle test-rust test-php build
 
@@ -55,7 +55,7 @@ test-php: php build rabbitmq
 PHPCS ?= phpcs
 lint-moodle:
 	$(PHPCS) --runtime-set installed_paths "$(PHPCS_INSTALLED_PATHS)" --standard=moodle \
-		--extensions=php moodle-plugin tests/php
+		--extensions=php moodle-plugin tests/php tests/moodle
 
 ## The product's main job.
 demo: deps build

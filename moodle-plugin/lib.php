@@ -25,12 +25,13 @@
 /**
  * Returns the plugin's status checks (Site administration > Reports > System status).
  *
- * @return \core\check\check[] Broker reachable, oldest outbox row age, failed publish attempts.
+ * @return \core\check\check[] Broker reachable, oldest outbox row age, failed publish attempts, spool.
  */
 function local_eventrelay_status_checks(): array {
     return [
         new \local_eventrelay\check\broker(),
         new \local_eventrelay\check\outbox_age(),
         new \local_eventrelay\check\failed_attempts(),
+        new \local_eventrelay\check\spool(),
     ];
 }

@@ -30,12 +30,12 @@ if ($hassiteconfig) {
 
     if ($ADMIN->fulltree) {
         $component = 'local_eventrelay';
-        if (!\local_eventrelay\local\amqp_library::load()) {
+        if (!\local_eventrelay\core\amqp_library::load()) {
             $settings->add(new admin_setting_heading(
                 "{$component}/nolibrary",
                 '',
                 $OUTPUT->notification(
-                    get_string('nolibrary', $component, \local_eventrelay\local\amqp_library::INSTALL_HINT),
+                    get_string('nolibrary', $component, \local_eventrelay\core\amqp_library::INSTALL_HINT),
                     \core\output\notification::NOTIFY_ERROR
                 )
             ));
@@ -90,7 +90,7 @@ if ($hassiteconfig) {
             "{$component}/exchange",
             new lang_string('exchange', $component),
             new lang_string('exchange_desc', $component),
-            \local_eventrelay\local\connection_settings::DEFAULT_EXCHANGE,
+            \local_eventrelay\core\connection_settings::DEFAULT_EXCHANGE,
             PARAM_RAW_TRIMMED
         ));
 
@@ -110,22 +110,22 @@ if ($hassiteconfig) {
             "{$component}/batchsize",
             new lang_string('batchsize', $component),
             new lang_string('batchsize_desc', $component),
-            \local_eventrelay\local\drainer::DEFAULT_BATCH_SIZE,
+            \local_eventrelay\core\drainer::DEFAULT_BATCH_SIZE,
             PARAM_INT
         ));
         $settings->add(new \local_eventrelay\admin\setting_event_types(
             "{$component}/events",
             new lang_string('events', $component),
-            new lang_string('events_desc', $component, implode(', ', \local_eventrelay\local\event_types::all_types())),
+            new lang_string('events_desc', $component, implode(', ', \local_eventrelay\core\event_types::all_types())),
             '',
             PARAM_RAW_TRIMMED
         ));
-        $fields = \local_eventrelay\local\snapshot::user_field_names();
+        $fields = \local_eventrelay\core\snapshot::user_field_names();
         $settings->add(new admin_setting_configmulticheckbox(
             "{$component}/snapshotfields",
             new lang_string('snapshotfields', $component),
             new lang_string('snapshotfields_desc', $component),
-            array_fill_keys(\local_eventrelay\local\envelope_builder::DEFAULT_USER_FIELDS, 1),
+            array_fill_keys(\local_eventrelay\core\snapshot::DEFAULT_USER_FIELDS, 1),
             array_combine($fields, $fields)
         ));
 

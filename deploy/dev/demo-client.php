@@ -17,7 +17,8 @@ spl_autoload_register(function (string $class): void {
 });
 require_once('/usr/share/php/PhpAmqpLib/autoload.php');
 
-use local_eventrelay\local\envelope_builder;
+use local_eventrelay\core\envelope_builder;
+use local_eventrelay\core\json_encoder;
 use PhpAmqpLib\Connection\AMQPStreamConnection;
 use PhpAmqpLib\Message\AMQPMessage;
 use PhpAmqpLib\Wire\AMQPTable;
@@ -58,7 +59,7 @@ if ($command === 'setup') {
         $data = $fields + ['eventname' => $class, 'userid' => 2, 'courseid' => 0, 'anonymous' => 0,
             'other' => null, 'timecreated' => $now];
         $event = $builder->build($data, $snapshot, $sequence++);
-        publish($channel, $event, envelope_builder::to_json($event));
+        publish($channel, $event, json_encoder::encode($event));
         echo "    -> moodle.ingest  {$event['moodlesite']}." . substr($event['type'], 7) . "  {$event['subject']}  id {$event['id']}\n";
     }
     // One bad event: a sequence that is not zero-padded to 20 digits.

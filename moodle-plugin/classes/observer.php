@@ -16,17 +16,23 @@
 
 namespace local_eventrelay;
 
+use local_eventrelay\core\event_types;
+use local_eventrelay\core\json_encoder;
 use local_eventrelay\local\config;
-use local_eventrelay\local\envelope_builder;
-use local_eventrelay\local\event_types;
+use local_eventrelay\local\outbox_writer;
 use local_eventrelay\local\snapshot_reader;
 
 /**
- * Writes one outbox row per relayed event, inside the transaction of the change (registered 'internal').
+ * Turns each relayed event into one outbox row; no network I/O, and never a broken request.
  *
- * No network I/O here: the row is published later by the drain task. Cost per event: the snapshot reads
- * Moodle has not already attached to the event, and one insert; once per request, the deduplicated
- * drain task is queued. Any failure is caught: relaying must never break the user's request.
+ * {@see observer::relay()} is registered 'internal' (it runs at once, inside the transaction of the change, if
+ * any) and hands the row to {@see outbox_writer}, which inserts it inside a transaction and buffers it
+ * outside one. {@see observer::committed()} is registered for the same events with 'internal' => false:
+ * Moodle runs it only once the change has committed, which is how the writer learns that a row it could not
+ * insert inside a transaction must not be dropped.
+ *
+ * Cost per event: the snapshot reads Moodle has not already attached to the event, building the envelope,
+ * and a share of one multi-row insert (outside transactions) or one insert (inside one).
  *
  * The row id is the event's sequence. It is known only after the insert, so the envelope is stored with
  * sequence 0 and the drain sets the sequence to the row id when it publishes (one insert, no update).
@@ -36,9 +42,6 @@ use local_eventrelay\local\snapshot_reader;
  * @license    http://www.gnu.org/copyleft/gpl.html GNU GPL v3 or later
  */
 class observer {
-    /** @var bool Whether this request has queued the drain task already. */
-    private static $drainqueued = false;
-
     /**
      * Records an event in the outbox.
      *
@@ -46,7 +49,6 @@ class observer {
      * @return void
      */
     public static function relay(\core\event\base $event): void {
-        global $DB;
         try {
             $type = event_types::type_for_class(get_class($event));
             if ($type === null) {
@@ -58,41 +60,40 @@ class observer {
             }
             $builder = $config->builder();
             $envelope = $builder->build($event->get_data(), snapshot_reader::read($type, $event));
-            $DB->insert_record('local_eventrelay_outbox', (object) [
+            outbox_writer::instance()->write($event, (object) [
                 'eventid' => $envelope['id'],
                 'eventtype' => $type,
                 'routingkey' => event_types::routing_key($builder->get_site_id(), $type),
                 'userid' => $envelope['data']['relateduserid'] ?? $envelope['data']['objectid'],
-                'envelope' => envelope_builder::to_json($envelope),
+                'envelope' => json_encoder::encode($envelope),
                 'timecreated' => time(),
-                'attempts' => 0,
-            ], false);
-            self::queue_drain();
+            ]);
         } catch (\Throwable $e) {
-            // An event that cannot be recorded is lost: say so, but let the request go on.
+            // The envelope could not be built (the writer itself never throws): report it, let the request go on.
             debugging('local_eventrelay could not record ' . get_class($event) . ': ' . $e->getMessage(), DEBUG_NORMAL);
         }
     }
 
     /**
-     * Queues the drain adhoc task, once per request (Moodle also deduplicates it on its class).
+     * Learns that the change of a relayed event has committed (registered with 'internal' => false).
      *
+     * @param \core\event\base $event The event.
      * @return void
      */
-    private static function queue_drain(): void {
-        if (self::$drainqueued) {
-            return;
+    public static function committed(\core\event\base $event): void {
+        try {
+            outbox_writer::instance()->committed($event);
+        } catch (\Throwable $e) {
+            debugging('local_eventrelay after commit of ' . get_class($event) . ': ' . $e->getMessage(), DEBUG_NORMAL);
         }
-        \core\task\manager::queue_adhoc_task(new task\drain_outbox(), true);
-        self::$drainqueued = true;
     }
 
     /**
-     * Forgets that the drain task was queued (PHPUnit resets the task table between tests).
+     * Forgets the request's buffered rows (PHPUnit resets the database between tests).
      *
      * @return void
      */
     public static function reset_for_tests(): void {
-        self::$drainqueued = false;
+        outbox_writer::reset_for_tests();
     }
 }

@@ -17,8 +17,10 @@
 /**
  * Observers of the twelve relayed events.
  *
- * 'internal' => true: the observer runs at once, inside the transaction of the change, so the outbox row
- * commits or rolls back with it.
+ * Each event has two observers. relay() is 'internal' => true: it runs at once, inside the transaction of the
+ * change, so that a row inserted there commits or rolls back with it. committed() is 'internal' => false:
+ * Moodle runs it only after the outermost commit (never after a rollback), so the writer can keep a row
+ * whose insert failed inside a transaction that then committed.
  *
  * @package    local_eventrelay
  * @copyright  2026 Moodle Event Relay contributors
@@ -34,9 +36,19 @@ $observers = [
         'internal' => true,
     ],
     [
+        'eventname' => '\core\event\user_created',
+        'callback' => '\local_eventrelay\observer::committed',
+        'internal' => false,
+    ],
+    [
         'eventname' => '\core\event\user_updated',
         'callback' => '\local_eventrelay\observer::relay',
         'internal' => true,
+    ],
+    [
+        'eventname' => '\core\event\user_updated',
+        'callback' => '\local_eventrelay\observer::committed',
+        'internal' => false,
     ],
     [
         'eventname' => '\core\event\user_deleted',
@@ -44,9 +56,19 @@ $observers = [
         'internal' => true,
     ],
     [
+        'eventname' => '\core\event\user_deleted',
+        'callback' => '\local_eventrelay\observer::committed',
+        'internal' => false,
+    ],
+    [
         'eventname' => '\core\event\user_enrolment_created',
         'callback' => '\local_eventrelay\observer::relay',
         'internal' => true,
+    ],
+    [
+        'eventname' => '\core\event\user_enrolment_created',
+        'callback' => '\local_eventrelay\observer::committed',
+        'internal' => false,
     ],
     [
         'eventname' => '\core\event\user_enrolment_updated',
@@ -54,9 +76,19 @@ $observers = [
         'internal' => true,
     ],
     [
+        'eventname' => '\core\event\user_enrolment_updated',
+        'callback' => '\local_eventrelay\observer::committed',
+        'internal' => false,
+    ],
+    [
         'eventname' => '\core\event\user_enrolment_deleted',
         'callback' => '\local_eventrelay\observer::relay',
         'internal' => true,
+    ],
+    [
+        'eventname' => '\core\event\user_enrolment_deleted',
+        'callback' => '\local_eventrelay\observer::committed',
+        'internal' => false,
     ],
     [
         'eventname' => '\core\event\role_assigned',
@@ -64,9 +96,19 @@ $observers = [
         'internal' => true,
     ],
     [
+        'eventname' => '\core\event\role_assigned',
+        'callback' => '\local_eventrelay\observer::committed',
+        'internal' => false,
+    ],
+    [
         'eventname' => '\core\event\role_unassigned',
         'callback' => '\local_eventrelay\observer::relay',
         'internal' => true,
+    ],
+    [
+        'eventname' => '\core\event\role_unassigned',
+        'callback' => '\local_eventrelay\observer::committed',
+        'internal' => false,
     ],
     [
         'eventname' => '\core\event\cohort_member_added',
@@ -74,9 +116,19 @@ $observers = [
         'internal' => true,
     ],
     [
+        'eventname' => '\core\event\cohort_member_added',
+        'callback' => '\local_eventrelay\observer::committed',
+        'internal' => false,
+    ],
+    [
         'eventname' => '\core\event\cohort_member_removed',
         'callback' => '\local_eventrelay\observer::relay',
         'internal' => true,
+    ],
+    [
+        'eventname' => '\core\event\cohort_member_removed',
+        'callback' => '\local_eventrelay\observer::committed',
+        'internal' => false,
     ],
     [
         'eventname' => '\core\event\course_completed',
@@ -84,8 +136,18 @@ $observers = [
         'internal' => true,
     ],
     [
+        'eventname' => '\core\event\course_completed',
+        'callback' => '\local_eventrelay\observer::committed',
+        'internal' => false,
+    ],
+    [
         'eventname' => '\core\event\course_module_completion_updated',
         'callback' => '\local_eventrelay\observer::relay',
         'internal' => true,
+    ],
+    [
+        'eventname' => '\core\event\course_module_completion_updated',
+        'callback' => '\local_eventrelay\observer::committed',
+        'internal' => false,
     ],
 ];

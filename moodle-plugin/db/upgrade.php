@@ -41,5 +41,15 @@ function xmldb_local_eventrelay_upgrade($oldversion) {
         upgrade_plugin_savepoint(true, 2026112400, 'local', 'eventrelay');
     }
 
+    if ($oldversion < 2026120100) {
+        // Rows that went through the spool (the outbox insert failed) are marked until published.
+        $table = new xmldb_table('local_eventrelay_outbox');
+        $field = new xmldb_field('spooled', XMLDB_TYPE_INTEGER, '1', null, XMLDB_NOTNULL, null, '0', 'timelastattempt');
+        if (!$dbman->field_exists($table, $field)) {
+            $dbman->add_field($table, $field);
+        }
+        upgrade_plugin_savepoint(true, 2026120100, 'local', 'eventrelay');
+    }
+
     return true;
 }

@@ -16,9 +16,9 @@
 
 namespace local_eventrelay;
 
+use local_eventrelay\core\outbox_row;
 use local_eventrelay\local\backfill;
 use local_eventrelay\local\config;
-use local_eventrelay\local\outbox_row;
 use local_eventrelay\tests\moodle_relay_helper as helper;
 
 /**

@@ -55,6 +55,8 @@ final class drain_test extends \advanced_testcase {
     protected function setUp(): void {
         parent::setUp();
         $this->resetAfterTest();
+        // Real commits: the drain is signalled after them, as in production.
+        $this->preventResetByRollback();
         $this->connection = helper::connect();
         $this->channel = $this->connection->channel();
         $this->exchange = helper::random_name('exchange');
@@ -150,6 +152,7 @@ final class drain_test extends \advanced_testcase {
         for ($i = 0; $i < 3; $i++) {
             $generator->create_user();
         }
+        helper::end_request();
 
         ob_start();
         (new task\drain_outbox_fallback())->execute();
@@ -215,6 +218,7 @@ final class drain_test extends \advanced_testcase {
         $check = new check\outbox_age();
         $this->assertSame(\core\check\result::OK, $check->get_result()->get_status());
         $this->getDataGenerator()->create_user();
+        helper::end_request();
         $this->assertSame(\core\check\result::OK, $check->get_result()->get_status());
         $DB->set_field('local_eventrelay_outbox', 'timecreated', time() - 700);
         $this->assertSame(\core\check\result::WARNING, $check->get_result()->get_status());
@@ -226,5 +230,6 @@ final class drain_test extends \advanced_testcase {
         $this->assertContains('local_eventrelay_broker', $names);
         $this->assertContains('local_eventrelay_outbox_age', $names);
         $this->assertContains('local_eventrelay_failed_attempts', $names);
+        $this->assertContains('local_eventrelay_spool', $names);
     }
 }

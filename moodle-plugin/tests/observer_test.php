@@ -16,7 +16,7 @@
 
 namespace local_eventrelay;
 
-use local_eventrelay\local\outbox_row;
+use local_eventrelay\core\outbox_row;
 use local_eventrelay\tests\moodle_relay_helper as helper;
 
 defined('MOODLE_INTERNAL') || die();
@@ -268,6 +268,7 @@ final class observer_test extends \advanced_testcase {
      * @return void
      */
     public function test_drain_task_queued_once(): void {
+        $this->preventResetByRollback();
         $generator = $this->getDataGenerator();
         for ($i = 0; $i < 3; $i++) {
             $generator->create_user();

@@ -82,7 +82,7 @@ class relay_validator {
      * Fails the running test with a clear message when the binary is missing or does not answer one
      * line per event.
      *
-     * @param string[] $jsonlines One JSON document per entry, without new lines (as to_json() makes them).
+     * @param string[] $jsonlines One JSON document per entry, without new lines (as json_encoder::encode() makes them).
      * @return array ['exitcode' => int, 'results' => array[] of {"input","ok","code","reason"}, 'stderr' => string]
      */
     public static function validate(array $jsonlines): array {
@@ -145,7 +145,7 @@ class relay_validator {
     public static function assert_all_valid(array $envelopes): void {
         Assert::assertNotEmpty($envelopes, 'Nothing to validate');
         $labels = array_keys($envelopes);
-        $lines = array_map([\local_eventrelay\local\envelope_builder::class, 'to_json'], array_values($envelopes));
+        $lines = array_map([\local_eventrelay\core\json_encoder::class, 'encode'], array_values($envelopes));
         $verdict = self::validate($lines);
         foreach ($verdict['results'] as $i => $result) {
             Assert::assertTrue($result['ok'] ?? false, "Event '{$labels[$i]}' is invalid: ("

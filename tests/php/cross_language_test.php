@@ -14,7 +14,7 @@
 // You should have received a copy of the GNU General Public License
 // along with Moodle.  If not, see <https://www.gnu.org/licenses/>.
 
-namespace local_eventrelay\local;
+namespace local_eventrelay\core;
 
 use local_eventrelay\tests\memory_outbox_store;
 use local_eventrelay\tests\relay_validator;
@@ -61,7 +61,7 @@ class cross_language_test extends \PHPUnit\Framework\TestCase {
                 $body = $message->getBody();
                 $decoded = json_decode($body, true);
                 $rowid = (int) $decoded['sequence'];
-                $this->assertSame(envelope_builder::with_sequence($built[$rowid], $rowid), $decoded);
+                $this->assertSame(sequence::with_sequence($built[$rowid], $rowid), $decoded);
                 $this->assertSame($decoded['type'], $message->get('type'));
                 $this->assertSame($decoded['id'], $message->get('message_id'));
                 $bodies[] = $body;

@@ -14,7 +14,7 @@
 // You should have received a copy of the GNU General Public License
 // along with Moodle.  If not, see <https://www.gnu.org/licenses/>.
 
-namespace local_eventrelay\local;
+namespace local_eventrelay\core;
 
 use local_eventrelay\tests\memory_outbox_store;
 use local_eventrelay\tests\test_broker;
@@ -25,8 +25,8 @@ use local_eventrelay\tests\test_broker;
  * @package    local_eventrelay
  * @copyright  2026 Moodle Event Relay contributors
  * @license    http://www.gnu.org/copyleft/gpl.html GNU GPL v3 or later
- * @covers     \local_eventrelay\local\drainer
- * @covers     \local_eventrelay\local\drain_result
+ * @covers     \local_eventrelay\core\drainer
+ * @covers     \local_eventrelay\core\drain_result
  */
 class drainer_test extends \PHPUnit\Framework\TestCase {
     /** @var test_broker|null The test's exchange and queues. */
@@ -88,7 +88,7 @@ class drainer_test extends \PHPUnit\Framework\TestCase {
             $sequences[] = $body['sequence'];
             $ids[$body['id']] = true;
         }
-        $expected = array_map([envelope_builder::class, 'format_sequence'], range(1, 1000));
+        $expected = array_map([sequence::class, 'format'], range(1, 1000));
         $this->assertSame($expected, $sequences, 'Published in sequence order');
         $this->assertCount(1000, $ids, 'Each event exactly once');
     }

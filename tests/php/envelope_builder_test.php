@@ -14,7 +14,7 @@
 // You should have received a copy of the GNU General Public License
 // along with Moodle.  If not, see <https://www.gnu.org/licenses/>.
 
-namespace local_eventrelay\local;
+namespace local_eventrelay\core;
 
 use local_eventrelay\tests\relay_validator;
 
@@ -24,7 +24,12 @@ use local_eventrelay\tests\relay_validator;
  * @package    local_eventrelay
  * @copyright  2026 Moodle Event Relay contributors
  * @license    http://www.gnu.org/copyleft/gpl.html GNU GPL v3 or later
- * @covers     \local_eventrelay\local\envelope_builder
+ * @covers     \local_eventrelay\core\envelope_builder
+ * @covers     \local_eventrelay\core\site_validator
+ * @covers     \local_eventrelay\core\sequence
+ * @covers     \local_eventrelay\core\json_encoder
+ * @covers     \local_eventrelay\core\other_caster
+ * @covers     \local_eventrelay\core\subject
  */
 class envelope_builder_test extends \PHPUnit\Framework\TestCase {
     /** @var string A bcrypt-like hash as Moodle stores in user.password. */
@@ -141,7 +146,7 @@ class envelope_builder_test extends \PHPUnit\Framework\TestCase {
             $envelopes[$type] = $built;
             $envelopes["{$type} backfill"] = $builder->build($eventdata, (object) $row, 1001, null, true);
             $envelopes["{$type} all fields"] = $all->build($eventdata, $row, 1002);
-            $envelopes["{$type} resequenced"] = envelope_builder::with_sequence($built, 1003);
+            $envelopes["{$type} resequenced"] = sequence::with_sequence($built, 1003);
         }
         $envelopes['id only'] = self::builder([])->build(self::user_event(), self::user_row());
         $envelopes['null other'] = $builder->build(self::user_event('updated', null), self::user_row());
@@ -161,7 +166,7 @@ class envelope_builder_test extends \PHPUnit\Framework\TestCase {
         $wrongtype = $good;
         $wrongtype['type'] = 'moodle.user.updated';
         $verdict = relay_validator::validate(array_map(
-            [envelope_builder::class, 'to_json'],
+            [json_encoder::class, 'encode'],
             [$good, $withpassword, $wrongtype]
         ));
         $this->assertTrue($verdict['results'][0]['ok']);
@@ -185,14 +190,14 @@ class envelope_builder_test extends \PHPUnit\Framework\TestCase {
                 'mnethostid' => '1'] : null;
             $built = $builder->build(self::user_event($action, $other), self::user_row());
             $this->assertSame(['id' => 42, 'email' => 's.mensah@example.edu'], $built['data']['snapshot']);
-            $json = envelope_builder::to_json($built);
+            $json = json_encoder::encode($built);
             $this->assertStringNotContainsString('password', $json);
             $this->assertStringNotContainsString(self::PASSWORD_HASH, $json);
             $this->assertStringNotContainsString('192.0.2.7', $json);
         }
         // The default setting carries neither, and nor does "everything the schema knows".
         foreach ([self::builder(), self::builder(snapshot::user_field_names())] as $other) {
-            $json = envelope_builder::to_json($other->build(self::user_event(), self::user_row()));
+            $json = json_encoder::encode($other->build(self::user_event(), self::user_row()));
             $this->assertStringNotContainsString('password', $json);
             $this->assertStringNotContainsString(self::PASSWORD_HASH, $json);
         }
@@ -221,7 +226,7 @@ class envelope_builder_test extends \PHPUnit\Framework\TestCase {
         // Nullable DB columns that are NULL are left out rather than sent as null (the schema wants strings).
         $built = self::builder(['middlename', 'alternatename'])->build(self::user_event(), self::user_row());
         $this->assertSame(['id' => 42], $built['data']['snapshot']);
-        $this->assertSame(['id' => 42], json_decode(envelope_builder::to_json($built), true)['data']['snapshot']);
+        $this->assertSame(['id' => 42], json_decode(json_encoder::encode($built), true)['data']['snapshot']);
     }
 
     /**
@@ -268,7 +273,7 @@ class envelope_builder_test extends \PHPUnit\Framework\TestCase {
         $this->assertSame('moodle.user.created', $built['type']);
         $this->assertStringContainsString(
             '"moodleevent":"\\\\core\\\\event\\\\user_created"',
-            envelope_builder::to_json($built)
+            json_encoder::encode($built)
         );
     }
 
@@ -374,16 +379,16 @@ class envelope_builder_test extends \PHPUnit\Framework\TestCase {
      * @return void
      */
     public function test_format_sequence(): void {
-        $this->assertSame('00000000000000000000', envelope_builder::format_sequence(0));
-        $this->assertSame('00000000000000000042', envelope_builder::format_sequence(42));
-        $this->assertSame('09223372036854775807', envelope_builder::format_sequence(PHP_INT_MAX));
-        $this->assertLessThan(0, strcmp(envelope_builder::format_sequence(9), envelope_builder::format_sequence(10)));
+        $this->assertSame('00000000000000000000', sequence::format(0));
+        $this->assertSame('00000000000000000042', sequence::format(42));
+        $this->assertSame('09223372036854775807', sequence::format(PHP_INT_MAX));
+        $this->assertLessThan(0, strcmp(sequence::format(9), sequence::format(10)));
         $this->assertLessThan(0, strcmp(
-            envelope_builder::format_sequence(999999),
-            envelope_builder::format_sequence(1000000)
+            sequence::format(999999),
+            sequence::format(1000000)
         ));
         $this->expectException(\InvalidArgumentException::class);
-        envelope_builder::format_sequence(-1);
+        sequence::format(-1);
     }
 
     /**
@@ -394,25 +399,25 @@ class envelope_builder_test extends \PHPUnit\Framework\TestCase {
     public function test_with_sequence(): void {
         $built = self::builder()->build(self::user_event(), self::user_row());
         $this->assertSame('00000000000000000000', $built['sequence']);
-        $resequenced = envelope_builder::with_sequence($built, 1017);
+        $resequenced = sequence::with_sequence($built, 1017);
         $this->assertSame('00000000000000001017', $resequenced['sequence']);
         $this->assertSame('00000000000000000000', $built['sequence'], 'the original is not changed');
         $this->assertSame(array_keys($built), array_keys($resequenced), 'the attribute order is kept');
         $expected = $built;
         $expected['sequence'] = '00000000000000001017';
         $this->assertSame($expected, $resequenced);
-        $this->assertSame('00000000000000000007', envelope_builder::with_sequence($resequenced, 7)['sequence']);
+        $this->assertSame('00000000000000000007', sequence::with_sequence($resequenced, 7)['sequence']);
 
         $this->assertSame('00000000000000000099', self::builder()->build(self::user_event(), self::user_row(), 99)['sequence']);
 
         try {
-            envelope_builder::with_sequence($built, -5);
+            sequence::with_sequence($built, -5);
             $this->fail('A negative sequence was accepted');
         } catch (\InvalidArgumentException $e) {
             $this->assertStringContainsString('-5', $e->getMessage());
         }
         $this->expectException(\InvalidArgumentException::class);
-        envelope_builder::with_sequence(['data' => []], 1);
+        sequence::with_sequence(['data' => []], 1);
     }
 
     /**
@@ -451,7 +456,7 @@ class envelope_builder_test extends \PHPUnit\Framework\TestCase {
      */
     public function test_json_unescaped(): void {
         $builder = new envelope_builder('lms-prod', 'https://lms.example.edu/moodle');
-        $json = envelope_builder::to_json($builder->build(self::user_event(), self::user_row()));
+        $json = json_encoder::encode($builder->build(self::user_event(), self::user_row()));
         $this->assertStringContainsString('"source":"https://lms.example.edu/moodle"', $json);
         $this->assertStringContainsString('"lastname":"Mênsah"', $json);
         $this->assertStringNotContainsString('\\/', $json);
@@ -461,7 +466,7 @@ class envelope_builder_test extends \PHPUnit\Framework\TestCase {
 
         $row = ['lastname' => "M\xEAnsah"] + self::user_row();
         $this->expectException(\JsonException::class);
-        envelope_builder::to_json($builder->build(self::user_event(), $row));
+        json_encoder::encode($builder->build(self::user_event(), $row));
     }
 
     /**
@@ -471,15 +476,15 @@ class envelope_builder_test extends \PHPUnit\Framework\TestCase {
      */
     public function test_other_encoding(): void {
         $builder = self::builder();
-        $json = envelope_builder::to_json($builder->build(self::user_event('updated', []), self::user_row()));
+        $json = json_encoder::encode($builder->build(self::user_event('updated', []), self::user_row()));
         $this->assertStringContainsString('"other":{}', $json);
-        $json = envelope_builder::to_json($builder->build(self::user_event('updated', null), self::user_row()));
+        $json = json_encoder::encode($builder->build(self::user_event('updated', null), self::user_row()));
         $this->assertStringContainsString('"other":null', $json);
-        $json = envelope_builder::to_json($builder->build(self::user_event('updated', ['a', 'b']), self::user_row()));
+        $json = json_encoder::encode($builder->build(self::user_event('updated', ['a', 'b']), self::user_row()));
         $this->assertStringContainsString('"other":{"0":"a","1":"b"}', $json);
         [$eventdata, $row] = self::one_event_per_type()['moodle.enrolment.deleted'];
         $eventdata['other'] = ['enrol' => 'self', 'userenrolment' => []];
-        $json = envelope_builder::to_json($builder->build($eventdata, $row));
+        $json = json_encoder::encode($builder->build($eventdata, $row));
         $this->assertStringContainsString('"other":{"enrol":"self","userenrolment":{}}', $json);
         $other = (object) ['note' => (object) ['x' => 1]];
         $built = $builder->build(['other' => $other] + self::user_event('updated'), self::user_row());

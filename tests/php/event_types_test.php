@@ -14,7 +14,7 @@
 // You should have received a copy of the GNU General Public License
 // along with Moodle.  If not, see <https://www.gnu.org/licenses/>.
 
-namespace local_eventrelay\local;
+namespace local_eventrelay\core;
 
 use local_eventrelay\tests\relay_validator;
 
@@ -24,7 +24,7 @@ use local_eventrelay\tests\relay_validator;
  * @package    local_eventrelay
  * @copyright  2026 Moodle Event Relay contributors
  * @license    http://www.gnu.org/copyleft/gpl.html GNU GPL v3 or later
- * @covers     \local_eventrelay\local\event_types
+ * @covers     \local_eventrelay\core\event_types
  */
 class event_types_test extends \PHPUnit\Framework\TestCase {
     /**

@@ -14,7 +14,7 @@
 // You should have received a copy of the GNU General Public License
 // along with Moodle.  If not, see <https://www.gnu.org/licenses/>.
 
-namespace local_eventrelay\local;
+namespace local_eventrelay\core;
 
 use local_eventrelay\tests\relay_validator;
 
@@ -28,9 +28,9 @@ use local_eventrelay\tests\relay_validator;
  * @package    local_eventrelay
  * @copyright  2026 Moodle Event Relay contributors
  * @license    http://www.gnu.org/copyleft/gpl.html GNU GPL v3 or later
- * @covers     \local_eventrelay\local\envelope_builder
- * @covers     \local_eventrelay\local\snapshot
- * @covers     \local_eventrelay\local\event_types
+ * @covers     \local_eventrelay\core\envelope_builder
+ * @covers     \local_eventrelay\core\snapshot
+ * @covers     \local_eventrelay\core\event_types
  */
 class fixtures_test extends \PHPUnit\Framework\TestCase {
     /**
@@ -145,10 +145,10 @@ class fixtures_test extends \PHPUnit\Framework\TestCase {
         if (snapshot::kind_for_type($fixture['type']) === snapshot::KIND_USER) {
             $row['lastip'] = '192.0.2.7';
             // Every schema field the admin did not allow is present in the row, and must be left out.
-            $allowed = $allowed ?? envelope_builder::DEFAULT_USER_FIELDS;
+            $allowed = $allowed ?? snapshot::DEFAULT_USER_FIELDS;
             foreach (snapshot::FIELDS[snapshot::KIND_USER] as $field => $cast) {
                 if ($field !== 'id' && !in_array($field, $allowed, true) && !array_key_exists($field, $row)) {
-                    $row[$field] = $cast === snapshot::CAST_STRING ? 'not-allowed' : '1';
+                    $row[$field] = $cast === cast::STRING ? 'not-allowed' : '1';
                 }
             }
             $row['middlename'] = null;
@@ -239,7 +239,7 @@ class fixtures_test extends \PHPUnit\Framework\TestCase {
         // Same values, same PHP types (42 is not "42"), same key order.
         $this->assertSame($fixture, $built);
         // The JSON says the same, with objects as objects ({} is not []).
-        $json = envelope_builder::to_json($built);
+        $json = json_encoder::encode($built);
         $this->assertSame($fixture, json_decode($json, true, 512, JSON_THROW_ON_ERROR));
         $fixtureobjects = json_decode(file_get_contents(
             relay_validator::repository_root() . '/schemas/fixtures/valid/' . $name
@@ -261,7 +261,7 @@ class fixtures_test extends \PHPUnit\Framework\TestCase {
             $envelopes[$name] = $built;
             $builder = new envelope_builder('site-2', 'http://localhost:8080/moodle', self::FIXTURES[$name]);
             $fresh = $builder->build(self::event_data($fixture), self::snapshot_row($fixture, self::FIXTURES[$name]));
-            $envelopes["{$name} (fresh)"] = envelope_builder::with_sequence($fresh, PHP_INT_MAX);
+            $envelopes["{$name} (fresh)"] = sequence::with_sequence($fresh, PHP_INT_MAX);
         }
         relay_validator::assert_all_valid($envelopes);
     }

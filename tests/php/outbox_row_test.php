@@ -14,7 +14,7 @@
 // You should have received a copy of the GNU General Public License
 // along with Moodle.  If not, see <https://www.gnu.org/licenses/>.
 
-namespace local_eventrelay\local;
+namespace local_eventrelay\core;
 
 /**
  * The message body of an outbox row: the stored envelope with only its sequence set.
@@ -22,7 +22,7 @@ namespace local_eventrelay\local;
  * @package    local_eventrelay
  * @copyright  2026 Moodle Event Relay contributors
  * @license    http://www.gnu.org/copyleft/gpl.html GNU GPL v3 or later
- * @covers     \local_eventrelay\local\outbox_row
+ * @covers     \local_eventrelay\core\outbox_row
  */
 final class outbox_row_test extends \PHPUnit\Framework\TestCase {
     /**

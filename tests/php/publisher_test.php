@@ -14,7 +14,7 @@
 // You should have received a copy of the GNU General Public License
 // along with Moodle.  If not, see <https://www.gnu.org/licenses/>.
 
-namespace local_eventrelay\local;
+namespace local_eventrelay\core;
 
 use local_eventrelay\tests\memory_outbox_store;
 use local_eventrelay\tests\test_broker;
@@ -26,9 +26,9 @@ use local_eventrelay\tests\test_broker;
  * @package    local_eventrelay
  * @copyright  2026 Moodle Event Relay contributors
  * @license    http://www.gnu.org/copyleft/gpl.html GNU GPL v3 or later
- * @covers     \local_eventrelay\local\publisher
- * @covers     \local_eventrelay\local\outbox_row
- * @covers     \local_eventrelay\local\connection_settings
+ * @covers     \local_eventrelay\core\publisher
+ * @covers     \local_eventrelay\core\outbox_row
+ * @covers     \local_eventrelay\core\connection_settings
  */
 class publisher_test extends \PHPUnit\Framework\TestCase {
     /** @var test_broker|null The test's exchange and queues. */
@@ -84,7 +84,7 @@ class publisher_test extends \PHPUnit\Framework\TestCase {
             $body = json_decode($message->getBody(), true);
             $stored = json_decode($row->envelope, true);
             $this->assertSame('00000000000000000000', $stored['sequence']);
-            $this->assertSame(envelope_builder::format_sequence($row->id), $body['sequence']);
+            $this->assertSame(sequence::format($row->id), $body['sequence']);
             $stored['sequence'] = $body['sequence'];
             $this->assertSame($stored, $body, 'Only the sequence differs from what was observed');
         }

@@ -16,8 +16,8 @@
 
 namespace local_eventrelay\admin;
 
+use local_eventrelay\core\event_types;
 use local_eventrelay\local\config;
-use local_eventrelay\local\event_types;
 
 /**
  * Admin setting "events": a comma-separated list of CloudEvent types to relay, empty for all.

@@ -18,10 +18,10 @@ namespace local_eventrelay\check;
 
 use core\check\check;
 use core\check\result;
-use local_eventrelay\local\amqp_library;
+use local_eventrelay\core\amqp_library;
+use local_eventrelay\core\publish_exception;
+use local_eventrelay\core\publisher;
 use local_eventrelay\local\config;
-use local_eventrelay\local\publish_exception;
-use local_eventrelay\local\publisher;
 
 /**
  * Check: php-amqplib is installed, the broker accepts the plugin's credentials and the exchange exists.

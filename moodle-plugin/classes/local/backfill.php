@@ -16,6 +16,10 @@
 
 namespace local_eventrelay\local;
 
+use local_eventrelay\core\envelope_builder;
+use local_eventrelay\core\event_types;
+use local_eventrelay\core\json_encoder;
+
 /**
  * Backfill (Moodle glue): writes the current state of users, enrolments and course completions to the outbox
  * as events of the usual types with `data.backfill = true`, so that a new downstream system can start
@@ -115,7 +119,7 @@ class backfill {
                 'eventtype' => $type,
                 'routingkey' => $routingkey,
                 'userid' => $envelope['data']['relateduserid'],
-                'envelope' => envelope_builder::to_json($envelope),
+                'envelope' => json_encoder::encode($envelope),
                 'timecreated' => $now,
                 'attempts' => 0,
             ];

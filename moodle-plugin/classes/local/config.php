@@ -16,6 +16,12 @@
 
 namespace local_eventrelay\local;
 
+use local_eventrelay\core\connection_settings;
+use local_eventrelay\core\drainer;
+use local_eventrelay\core\envelope_builder;
+use local_eventrelay\core\site_validator;
+use local_eventrelay\core\snapshot;
+
 /**
  * The plugin's settings as typed values (Moodle glue: reads get_config()).
  *
@@ -82,7 +88,7 @@ class config {
      * @return bool True when the site id is valid.
      */
     public function is_recording(): bool {
-        return preg_match(envelope_builder::SITE_ID_PATTERN, $this->site_id()) === 1;
+        return preg_match(site_validator::SITE_ID_PATTERN, $this->site_id()) === 1;
     }
 
     /**
@@ -125,7 +131,7 @@ class config {
      */
     public function snapshot_fields(): array {
         if (!isset($this->raw->snapshotfields)) {
-            return envelope_builder::DEFAULT_USER_FIELDS;
+            return snapshot::DEFAULT_USER_FIELDS;
         }
         return self::parse_list((string) $this->raw->snapshotfields);
     }
@@ -138,7 +144,14 @@ class config {
      */
     public function builder(): envelope_builder {
         global $CFG;
-        return new envelope_builder($this->site_id(), $CFG->wwwroot, $this->snapshot_fields());
+        // Built once per request and settings: a bulk job builds thousands of envelopes with it.
+        static $builders = [];
+        $fields = $this->snapshot_fields();
+        $key = $this->site_id() . "\n" . $CFG->wwwroot . "\n" . implode(',', $fields);
+        if (!isset($builders[$key])) {
+            $builders[$key] = new envelope_builder($this->site_id(), $CFG->wwwroot, $fields);
+        }
+        return $builders[$key];
     }
 
     /**

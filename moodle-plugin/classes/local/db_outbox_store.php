@@ -16,6 +16,9 @@
 
 namespace local_eventrelay\local;
 
+use local_eventrelay\core\outbox_row;
+use local_eventrelay\core\outbox_store;
+
 /**
  * The outbox in Moodle's database (table local_eventrelay_outbox).
  *
@@ -33,8 +36,21 @@ class db_outbox_store implements outbox_store {
     /** @var int Ids per DELETE or UPDATE statement. */
     const CHUNK = 500;
 
+    /** @var int Seconds a row whose publishing failed is left alone; 0 to try every row on every read. */
+    private $retrydelay;
+
     /**
-     * Returns the next rows after an id.
+     * Uses the outbox table.
+     *
+     * @param int $retrydelay Seconds a row whose publishing failed is skipped by fetch_after() (the follower
+     *     polls many times a second and must not hammer the broker with a row it refuses).
+     */
+    public function __construct(int $retrydelay = 0) {
+        $this->retrydelay = max(0, $retrydelay);
+    }
+
+    /**
+     * Returns the next rows after an id (primary-key range scan; failed rows filtered on the way).
      *
      * @param int $afterid Only greater ids.
      * @param int $limit At most this many.
@@ -42,10 +58,16 @@ class db_outbox_store implements outbox_store {
      */
     public function fetch_after(int $afterid, int $limit): array {
         global $DB;
+        $where = 'id > ?';
+        $params = [$afterid];
+        if ($this->retrydelay > 0) {
+            $where .= ' AND (attempts = 0 OR timelastattempt <= ?)';
+            $params[] = time() - $this->retrydelay;
+        }
         $records = $DB->get_records_select(
             self::TABLE,
-            'id > ?',
-            [$afterid],
+            $where,
+            $params,
             'id ASC',
             'id, eventid, eventtype, routingkey, envelope, attempts',
             0,

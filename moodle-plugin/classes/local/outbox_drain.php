@@ -16,11 +16,18 @@
 
 namespace local_eventrelay\local;
 
+use local_eventrelay\core\drain_result;
+use local_eventrelay\core\drainer;
+use local_eventrelay\core\publish_exception;
+use local_eventrelay\core\publisher;
+
 /**
  * Runs a drain of Moodle's outbox under Moodle's lock, so that two drains never publish the same row.
  *
- * Used by both tasks and cli/drain.php. The lock is a Moodle lock (no database row lock and no
- * transaction): the network calls happen while it is held, which is what it is for.
+ * It first moves the spool (rows the outbox insert could not take) back into the outbox, then publishes.
+ * Used by both tasks and cli/drain.php (the follower, {@see follower}, runs the same two steps per pass).
+ * The lock is a Moodle lock (no database row lock and no transaction): the network calls happen while it is
+ * held, which is what it is for.
  *
  * @package    local_eventrelay
  * @copyright  2026 Moodle Event Relay contributors
@@ -51,6 +58,7 @@ class outbox_drain {
         }
         $publisher = new publisher($config->connection());
         try {
+            spool_store::instance()->move_to_outbox($progress);
             $drainer = new drainer(new db_outbox_store(), $publisher, $config->batch_size(), $progress);
             return $drainer->drain(0, $deadline);
         } finally {

@@ -16,6 +16,8 @@
 
 namespace local_eventrelay\local;
 
+use local_eventrelay\core\snapshot;
+
 /**
  * Finds the entity snapshot of a Moodle event (Moodle glue): the row as it was when the event fired.
  *

@@ -16,10 +16,12 @@
 
 namespace local_eventrelay\task;
 
+use local_eventrelay\local\drain_signal;
 use local_eventrelay\local\outbox_drain;
 
 /**
- * Drains the outbox now: queued (deduplicated) by the observer once per request that recorded an event.
+ * Drains the outbox now: queued (deduplicated) when rows reach the outbox and no drain is under way or queued
+ * ({@see \local_eventrelay\local\drain_signal}). Does nothing while the follower runs.
  *
  * When another drain holds the lock this one ends at once: the running drain reads up to the newest row,
  * and the scheduled fallback picks up anything left.
@@ -50,6 +52,11 @@ class drain_outbox extends \core\task\adhoc_task {
      * @return void
      */
     public function execute() {
+        drain_signal::task_started();
+        if (drain_signal::follower_alive()) {
+            mtrace('local_eventrelay: the follower (cli/drain.php --follow) is publishing; nothing to do.');
+            return;
+        }
         self::drain();
     }
 

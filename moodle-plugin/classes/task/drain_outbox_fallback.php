@@ -17,7 +17,8 @@
 namespace local_eventrelay\task;
 
 /**
- * Drains the outbox every minute, in case no drain task was queued or the broker was down.
+ * Drains the outbox every minute, in case no drain task was queued or the broker was down (and moves the spool
+ * back into the outbox). Does nothing while the follower runs.
  *
  * @package    local_eventrelay
  * @copyright  2026 Moodle Event Relay contributors
@@ -39,6 +40,10 @@ class drain_outbox_fallback extends \core\task\scheduled_task {
      * @return void
      */
     public function execute() {
+        if (\local_eventrelay\local\drain_signal::follower_alive()) {
+            mtrace('local_eventrelay: the follower (cli/drain.php --follow) is publishing; nothing to do.');
+            return;
+        }
         drain_outbox::drain();
     }
 }

@@ -48,12 +48,23 @@ class moodle_relay_helper {
     }
 
     /**
-     * Returns the outbox rows, ascending id.
+     * Ends the "request" as far as the plugin is concerned: the rows it buffered are written.
+     *
+     * @return void
+     */
+    public static function end_request(): void {
+        \local_eventrelay\local\outbox_writer::instance()->flush();
+    }
+
+    /**
+     * Returns the outbox rows, ascending id, after writing the rows the request has buffered (as the end of
+     * the request would).
      *
      * @return \stdClass[] The rows.
      */
     public static function rows(): array {
         global $DB;
+        self::end_request();
         return array_values($DB->get_records('local_eventrelay_outbox', null, 'id ASC'));
     }
 
@@ -101,7 +112,7 @@ class moodle_relay_helper {
      * @return AMQPStreamConnection The connection.
      */
     public static function connect(): AMQPStreamConnection {
-        \local_eventrelay\local\amqp_library::require();
+        \local_eventrelay\core\amqp_library::require();
         return new AMQPStreamConnection(self::broker_host(), self::broker_port(), 'guest', 'guest', '/');
     }
 

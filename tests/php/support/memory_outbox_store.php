@@ -16,8 +16,8 @@
 
 namespace local_eventrelay\tests;
 
-use local_eventrelay\local\outbox_row;
-use local_eventrelay\local\outbox_store;
+use local_eventrelay\core\outbox_row;
+use local_eventrelay\core\outbox_store;
 
 /**
  * An outbox in memory, for testing the drainer without Moodle; it counts what the drainer asks of it.
@@ -50,8 +50,8 @@ class memory_outbox_store implements outbox_store {
      * @return outbox_row The stored row.
      */
     public function add(array $envelope, string $routingkey): outbox_row {
-        $json = \local_eventrelay\local\envelope_builder::to_json(
-            \local_eventrelay\local\envelope_builder::with_sequence($envelope, 0)
+        $json = \local_eventrelay\core\json_encoder::encode(
+            \local_eventrelay\core\sequence::with_sequence($envelope, 0)
         );
         $row = new outbox_row($this->nextid++, $envelope['id'], $envelope['type'], $routingkey, $json);
         $this->rows[$row->id] = $row;
@@ -66,7 +66,7 @@ class memory_outbox_store implements outbox_store {
      * @return outbox_row[] The stored rows.
      */
     public function add_user_updates(int $count, string $siteid): array {
-        $builder = new \local_eventrelay\local\envelope_builder($siteid, 'https://lms.example.edu');
+        $builder = new \local_eventrelay\core\envelope_builder($siteid, 'https://lms.example.edu');
         $rows = [];
         for ($userid = 1; $userid <= $count; $userid++) {
             $envelope = $builder->build([

@@ -16,7 +16,7 @@
 
 namespace local_eventrelay\tests;
 
-use local_eventrelay\local\connection_settings;
+use local_eventrelay\core\connection_settings;
 use PhpAmqpLib\Channel\AMQPChannel;
 use PhpAmqpLib\Connection\AMQPStreamConnection;
 use PhpAmqpLib\Message\AMQPMessage;
@@ -46,7 +46,7 @@ class test_broker {
      * Connects and declares a fresh topic exchange.
      */
     public function __construct() {
-        \local_eventrelay\local\amqp_library::require();
+        \local_eventrelay\core\amqp_library::require();
         $settings = self::settings();
         $this->connection = new AMQPStreamConnection(
             $settings->host,

@@ -14,7 +14,7 @@
 // You should have received a copy of the GNU General Public License
 // along with Moodle.  If not, see <https://www.gnu.org/licenses/>.
 
-namespace local_eventrelay\local;
+namespace local_eventrelay\core;
 
 /**
  * What one drain run did.
@@ -46,6 +46,20 @@ class drain_result {
      */
     public function tried(): int {
         return $this->published + $this->failed;
+    }
+
+    /**
+     * Adds another run's counts to these (the follower's total); the last error and stop reason are the other's.
+     *
+     * @param drain_result $other The other run.
+     * @return void
+     */
+    public function add(drain_result $other): void {
+        $this->published += $other->published;
+        $this->failed += $other->failed;
+        $this->batches += $other->batches;
+        $this->lasterror = $other->lasterror ?? $this->lasterror;
+        $this->stopreason = $other->stopreason;
     }
 
     /**

@@ -14,19 +14,24 @@
 // You should have received a copy of the GNU General Public License
 // along with Moodle.  If not, see <https://www.gnu.org/licenses/>.
 
-namespace local_eventrelay\local;
-
 /**
- * What the broker did with one batch: the rows it confirmed, and a reason for each other row.
+ * Caches of local_eventrelay.
+ *
+ * `drain`: whether a drain task is queued and when the follower last polled, shared by every request of the
+ * site, so that a request signals the drain without a database round trip ({@see \local_eventrelay\local\drain_signal}).
  *
  * @package    local_eventrelay
  * @copyright  2026 Moodle Event Relay contributors
  * @license    http://www.gnu.org/copyleft/gpl.html GNU GPL v3 or later
  */
-class publish_result {
-    /** @var int[] Ids of the rows the broker confirmed (acked and not returned), in publish order. */
-    public $confirmed = [];
 
-    /** @var string[] Row id => why it was not confirmed (nack, return, no confirm, bad envelope). */
-    public $failed = [];
-}
+defined('MOODLE_INTERNAL') || die();
+
+$definitions = [
+    'drain' => [
+        'mode' => cache_store::MODE_APPLICATION,
+        'simplekeys' => true,
+        'simpledata' => true,
+        'staticacceleration' => false,
+    ],
+];

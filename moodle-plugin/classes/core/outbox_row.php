@@ -14,7 +14,7 @@
 // You should have received a copy of the GNU General Public License
 // along with Moodle.  If not, see <https://www.gnu.org/licenses/>.
 
-namespace local_eventrelay\local;
+namespace local_eventrelay\core;
 
 /**
  * One outbox row: an observed event waiting to be published.
@@ -92,7 +92,7 @@ class outbox_row {
     /**
      * Returns the message body: the stored envelope with `sequence` set to the row id.
      *
-     * Decoded to objects and encoded again with the builder's flags, so empty objects stay objects
+     * Decoded to objects and encoded again with {@see json_encoder::FLAGS}, so empty objects stay objects
      * and every other attribute, key order included, is exactly what was observed.
      *
      * @return string The JSON body.
@@ -104,7 +104,7 @@ class outbox_row {
         if (!is_object($envelope) || !property_exists($envelope, 'sequence') || !property_exists($envelope, 'id')) {
             throw new \UnexpectedValueException("Outbox row {$this->id} does not hold an event envelope");
         }
-        $envelope->sequence = envelope_builder::format_sequence($this->id);
-        return json_encode($envelope, envelope_builder::JSON_FLAGS);
+        $envelope->sequence = sequence::format($this->id);
+        return json_encode($envelope, json_encoder::FLAGS);
     }
 }

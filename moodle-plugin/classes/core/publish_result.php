@@ -14,17 +14,19 @@
 // You should have received a copy of the GNU General Public License
 // along with Moodle.  If not, see <https://www.gnu.org/licenses/>.
 
-namespace local_eventrelay\local;
+namespace local_eventrelay\core;
 
 /**
- * The broker could not be used at all (library missing, connection refused, authentication failed,
- * channel closed): no row of the batch was confirmed.
- *
- * Its message is already redacted: it never holds the broker password.
+ * What the broker did with one batch: the rows it confirmed, and a reason for each other row.
  *
  * @package    local_eventrelay
  * @copyright  2026 Moodle Event Relay contributors
  * @license    http://www.gnu.org/copyleft/gpl.html GNU GPL v3 or later
  */
-class publish_exception extends \RuntimeException {
+class publish_result {
+    /** @var int[] Ids of the rows the broker confirmed (acked and not returned), in publish order. */
+    public $confirmed = [];
+
+    /** @var string[] Row id => why it was not confirmed (nack, return, no confirm, bad envelope). */
+    public $failed = [];
 }

@@ -14,10 +14,11 @@
 // You should have received a copy of the GNU General Public License
 // along with Moodle.  If not, see <https://www.gnu.org/licenses/>.
 
-namespace local_eventrelay\local;
+namespace local_eventrelay\core;
 
 /**
- * Where the drainer reads and settles outbox rows; Moodle's implementation is {@see db_outbox_store}.
+ * Where the drainer reads and settles outbox rows; Moodle's implementation is
+ * {@see \local_eventrelay\local\db_outbox_store}.
  *
  * No method may keep a database transaction or row lock open after it returns: the drainer calls the
  * broker between them.

@@ -14,7 +14,7 @@
 // You should have received a copy of the GNU General Public License
 // along with Moodle.  If not, see <https://www.gnu.org/licenses/>.
 
-namespace local_eventrelay\local;
+namespace local_eventrelay\core;
 
 /**
  * The event types the relay carries: Moodle event class, CloudEvent type, routing key and schema id.
@@ -157,7 +157,7 @@ class event_types {
      * @throws \InvalidArgumentException When the site id is not valid or the type is unknown.
      */
     public static function routing_key(string $siteid, string $type): string {
-        return envelope_builder::validate_site_id($siteid) . '.' . self::routing_suffix($type);
+        return site_validator::validate_site_id($siteid) . '.' . self::routing_suffix($type);
     }
 
     /**

@@ -1,0 +1,30 @@
+<?php
+// This file is part of Moodle - https://moodle.org/
+//
+// Moodle is free software: you can redistribute it and/or modify
+// it under the terms of the GNU General Public License as published by
+// the Free Software Foundation, either version 3 of the License, or
+// (at your option) any later version.
+//
+// Moodle is distributed in the hope that it will be useful,
+// but WITHOUT ANY WARRANTY; without even the implied warranty of
+// MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.  See the
+// GNU General Public License for more details.
+//
+// You should have received a copy of the GNU General Public License
+// along with Moodle.  If not, see <https://www.gnu.org/licenses/>.
+
+namespace local_eventrelay\core;
+
+/**
+ * The broker could not be used at all (library missing, connection refused, authentication failed,
+ * channel closed): no row of the batch was confirmed.
+ *
+ * Its message is already redacted: it never holds the broker password.
+ *
+ * @package    local_eventrelay
+ * @copyright  2026 Moodle Event Relay contributors
+ * @license    http://www.gnu.org/copyleft/gpl.html GNU GPL v3 or later
+ */
+class publish_exception extends \RuntimeException {
+}

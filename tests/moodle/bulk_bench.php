@@ -1,0 +1,157 @@
+<?php
+// This file is part of Moodle - https://moodle.org/
+//
+// Moodle is free software: you can redistribute it and/or modify
+// it under the terms of the GNU General Public License as published by
+// the Free Software Foundation, either version 3 of the License, or
+// (at your option) any later version.
+//
+// Moodle is distributed in the hope that it will be useful,
+// but WITHOUT ANY WARRANTY; without even the implied warranty of
+// MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.  See the
+// GNU General Public License for more details.
+//
+// You should have received a copy of the GNU General Public License
+// along with Moodle.  If not, see <https://www.gnu.org/licenses/>.
+
+/**
+ * Bulk benchmark of the plugin in a real Moodle: what user_update_user() x N costs with nothing, with Moodle's
+ * standard log store only, with the plugin only, and with both; several rounds, modes interleaved, medians.
+ *
+ * Run by hand against a TEST site with local_eventrelay installed (it updates its own bench users only):
+ *   php tests/moodle/bulk_bench.php --moodle=/path/to/moodle [--users=1000] [--rounds=5]
+ * Each timed run ends as a request would: the plugin's buffer and the log store's buffer are written, and both
+ * count. Between runs (not timed) the rows the run wrote are deleted, so every run sees the same tables.
+ *
+ * @package    local_eventrelay
+ * @copyright  2026 Moodle Event Relay contributors
+ * @license    http://www.gnu.org/copyleft/gpl.html GNU GPL v3 or later
+ */
+
+// The Moodle to load is given on the command line: config.php is required below.
+// phpcs:disable moodle.Files.MoodleInternal.MoodleInternalGlobalState
+define('CLI_SCRIPT', true);
+
+$options = getopt('', ['moodle:', 'users:', 'rounds:', 'help']);
+if (isset($options['help']) || empty($options['moodle'])) {
+    fwrite(STDERR, "Usage: php tests/moodle/bulk_bench.php --moodle=DIR [--users=1000] [--rounds=5]\n");
+    exit(isset($options['help']) ? 0 : 2);
+}
+require(rtrim($options['moodle'], '/') . '/config.php');
+require_once($CFG->dirroot . '/user/lib.php');
+
+$users = max(1, (int) ($options['users'] ?? 1000));
+$rounds = max(1, (int) ($options['rounds'] ?? 5));
+$siteid = get_config('local_eventrelay', 'siteid') ?: 'bench';
+$savedstores = get_config('tool_log', 'enabled_stores');
+$savedsiteid = get_config('local_eventrelay', 'siteid');
+
+/**
+ * Turns the standard log store and the plugin on or off.
+ *
+ * @param bool $log Whether logstore_standard records.
+ * @param string $siteid The plugin's site id; '' turns it off (its observer returns at once).
+ * @return void
+ */
+function bench_configure(bool $log, string $siteid): void {
+    set_config('enabled_stores', $log ? 'logstore_standard' : '', 'tool_log');
+    set_config('siteid', $siteid, 'local_eventrelay');
+    get_log_manager(true);
+}
+
+/**
+ * Returns the bench users, creating the missing ones (with the log store and the plugin off).
+ *
+ * @param int $count How many.
+ * @return int[] Their ids.
+ */
+function bench_users(int $count): array {
+    global $DB;
+    $ids = [];
+    for ($i = 0; $i < $count; $i++) {
+        $username = sprintf('relaybench%05d', $i);
+        $id = $DB->get_field('user', 'id', ['username' => $username, 'mnethostid' => $globals['CFG']->mnet_localhost_id]);
+        if (!$id) {
+            $id = user_create_user((object) [
+                'username' => $username, 'firstname' => 'Bench', 'lastname' => "User {$i}",
+                'email' => "{$username}@example.invalid", 'password' => 'Bench-1234', 'auth' => 'manual',
+                'confirmed' => 1, 'mnethostid' => $globals['CFG']->mnet_localhost_id,
+            ], false, false);
+        }
+        $ids[] = (int) $id;
+    }
+    return $ids;
+}
+
+$modes = [
+    'nothing' => [false, ''],
+    'standard log' => [true, ''],
+    'plugin' => [false, $siteid],
+    'log + plugin' => [true, $siteid],
+];
+
+bench_configure(false, '');
+$ids = bench_users($users);
+$times = array_fill_keys(array_keys($modes), []);
+$names = array_keys($modes);
+$firstlog = (int) $DB->get_field_sql('SELECT COALESCE(MAX(id), 0) FROM {logstore_standard_log}');
+$firstoutbox = (int) $DB->get_field_sql('SELECT COALESCE(MAX(id), 0) FROM {local_eventrelay_outbox}');
+
+try {
+    for ($round = 0; $round < $rounds; $round++) {
+        // Interleaved, and each round starts with a different mode, so drift hits every mode alike.
+        $order = array_merge(array_slice($names, $round % 4), array_slice($names, 0, $round % 4));
+        foreach ($order as $mode) {
+            [$log, $site] = $modes[$mode];
+            bench_configure($log, $site);
+            $start = hrtime(true);
+            foreach ($ids as $n => $id) {
+                user_update_user((object) ['id' => $id, 'department' => "r{$round}-{$n}-" . substr(md5($mode), 0, 6)], false);
+            }
+            // The end of the request: both buffers are written.
+            \local_eventrelay\local\outbox_writer::instance()->flush();
+            get_log_manager(true);
+            $times[$mode][] = (hrtime(true) - $start) / 1e6;
+            $DB->delete_records_select('logstore_standard_log', 'id > ?', [$firstlog]);
+            $DB->delete_records_select('local_eventrelay_outbox', 'id > ?', [$firstoutbox]);
+        }
+        fwrite(STDERR, 'round ' . ($round + 1) . "/{$rounds} done\n");
+    }
+} finally {
+    set_config('enabled_stores', $savedstores, 'tool_log');
+    set_config('siteid', $savedsiteid, 'local_eventrelay');
+    get_log_manager(true);
+}
+
+$median = function (array $values): float {
+    sort($values);
+    $n = count($values);
+    return $n % 2 ? $values[intdiv($n, 2)] : ($values[$n / 2 - 1] + $values[$n / 2]) / 2;
+};
+$base = $median($times['nothing']);
+printf(
+    "Moodle %s, %s, user_update_user() x %d, %d rounds (medians, ms per run; per event = extra over nothing)\n",
+    $CFG->release,
+    $DB->get_dbfamily(),
+    $users,
+    $rounds
+);
+foreach ($times as $mode => $values) {
+    $m = $median($values);
+    printf(
+        "  %-13s %8.1f ms  %+6.1f %%  %+.3f ms/event   runs: %s\n",
+        $mode,
+        $m,
+        ($m / $base - 1) * 100,
+        ($m - $base) / $users,
+        implode(' ', array_map(fn($v) => sprintf('%.0f', $v), $values))
+    );
+}
+$logcost = ($median($times['standard log']) - $base) / $users;
+$plugincost = ($median($times['plugin']) - $base) / $users;
+$bothcost = ($median($times['log + plugin']) - $median($times['standard log'])) / $users;
+printf(
+    "plugin / standard log per-event cost: %.2f (plugin alone), %.2f (plugin on top of the log)\n",
+    $logcost > 0 ? $plugincost / $logcost : INF,
+    $logcost > 0 ? $bothcost / $logcost : INF
+);
