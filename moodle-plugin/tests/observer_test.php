@@ -35,6 +35,7 @@ require_once($CFG->dirroot . '/completion/completion_completion.php');
  * @copyright  2026 Moodle Event Relay contributors
  * @license    http://www.gnu.org/copyleft/gpl.html GNU GPL v3 or later
  * @covers     \local_eventrelay\observer
+ * @covers     \local_eventrelay\local\outbox_drain
  * @covers     \local_eventrelay\local\snapshot_reader
  */
 final class observer_test extends \advanced_testcase {
@@ -195,7 +196,41 @@ final class observer_test extends \advanced_testcase {
         $this->assertCount(12, array_unique(array_map(function (string $body): string {
             return json_decode($body)->type;
         }, $this->bodies)), 'All twelve types were observed');
+        $this->assert_every_row_reaches_the_broker();
         $this->assert_bodies_valid();
+    }
+
+    /**
+     * Drains the outbox to a fresh exchange and queue on the real broker and checks that every row arrived,
+     * in sequence order, all twelve types among them.
+     *
+     * @return void
+     */
+    private function assert_every_row_reaches_the_broker(): void {
+        $rows = helper::rows();
+        $connection = helper::connect();
+        $channel = $connection->channel();
+        $exchange = helper::random_name('exchange');
+        $queue = helper::random_name('queue');
+        try {
+            $channel->exchange_declare($exchange, 'topic', false, true, false);
+            $channel->queue_declare($queue, false, true, false, false);
+            $channel->queue_bind($queue, $exchange, helper::SITE_ID . '.#');
+            helper::configure(['host' => helper::broker_host(), 'port' => helper::broker_port(), 'user' => 'guest',
+                'password' => 'guest', 'exchange' => $exchange]);
+            $this->assertSame(count($rows), local\outbox_drain::run()->published);
+            $types = [];
+            while (($message = $channel->basic_get($queue, true)) !== null) {
+                $types[] = $message->get('type');
+            }
+            $this->assertSame(array_column($rows, 'eventtype'), $types);
+            $this->assertCount(12, array_unique($types));
+        } finally {
+            $channel->queue_delete($queue);
+            $channel->exchange_delete($exchange);
+            $channel->close();
+            $connection->close();
+        }
     }
 
     /**

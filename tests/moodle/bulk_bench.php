@@ -16,7 +16,8 @@
 
 /**
  * Bulk benchmark of the plugin in a real Moodle: what user_update_user() x N costs with nothing, with Moodle's
- * standard log store only, with the plugin only, and with both; several rounds, modes interleaved, medians.
+ * standard log store only, with the plugin only, with both, and with the plugin while its broker cannot be
+ * reached (192.0.2.1, a documentation address nothing answers); several rounds, modes interleaved, medians.
  *
  * Run by hand against a TEST site with local_eventrelay installed (it updates its own bench users only):
  *   php tests/moodle/bulk_bench.php --moodle=/path/to/moodle [--users=1000] [--rounds=5]
@@ -45,17 +46,21 @@ $rounds = max(1, (int) ($options['rounds'] ?? 5));
 $siteid = get_config('local_eventrelay', 'siteid') ?: 'bench';
 $savedstores = get_config('tool_log', 'enabled_stores');
 $savedsiteid = get_config('local_eventrelay', 'siteid');
+$savedhost = (string) get_config('local_eventrelay', 'host');
+$unreachable = '192.0.2.1';
 
 /**
  * Turns the standard log store and the plugin on or off.
  *
  * @param bool $log Whether logstore_standard records.
  * @param string $siteid The plugin's site id; '' turns it off (its observer returns at once).
+ * @param string $host The plugin's broker host.
  * @return void
  */
-function bench_configure(bool $log, string $siteid): void {
+function bench_configure(bool $log, string $siteid, string $host): void {
     set_config('enabled_stores', $log ? 'logstore_standard' : '', 'tool_log');
     set_config('siteid', $siteid, 'local_eventrelay');
+    set_config('host', $host, 'local_eventrelay');
     get_log_manager(true);
 }
 
@@ -66,16 +71,16 @@ function bench_configure(bool $log, string $siteid): void {
  * @return int[] Their ids.
  */
 function bench_users(int $count): array {
-    global $DB;
+    global $CFG, $DB;
     $ids = [];
     for ($i = 0; $i < $count; $i++) {
         $username = sprintf('relaybench%05d', $i);
-        $id = $DB->get_field('user', 'id', ['username' => $username, 'mnethostid' => $globals['CFG']->mnet_localhost_id]);
+        $id = $DB->get_field('user', 'id', ['username' => $username, 'mnethostid' => $CFG->mnet_localhost_id]);
         if (!$id) {
             $id = user_create_user((object) [
                 'username' => $username, 'firstname' => 'Bench', 'lastname' => "User {$i}",
-                'email' => "{$username}@example.invalid", 'password' => 'Bench-1234', 'auth' => 'manual',
-                'confirmed' => 1, 'mnethostid' => $globals['CFG']->mnet_localhost_id,
+                'email' => "{$username}@example.invalid", 'password' => AUTH_PASSWORD_NOT_CACHED, 'auth' => 'manual',
+                'confirmed' => 1, 'mnethostid' => $CFG->mnet_localhost_id,
             ], false, false);
         }
         $ids[] = (int) $id;
@@ -84,26 +89,28 @@ function bench_users(int $count): array {
 }
 
 $modes = [
-    'nothing' => [false, ''],
-    'standard log' => [true, ''],
-    'plugin' => [false, $siteid],
-    'log + plugin' => [true, $siteid],
+    'nothing' => [false, '', $savedhost],
+    'standard log' => [true, '', $savedhost],
+    'plugin' => [false, $siteid, $savedhost],
+    'log + plugin' => [true, $siteid, $savedhost],
+    'plugin, no broker' => [false, $siteid, $unreachable],
 ];
 
-bench_configure(false, '');
-$ids = bench_users($users);
 $times = array_fill_keys(array_keys($modes), []);
 $names = array_keys($modes);
 $firstlog = (int) $DB->get_field_sql('SELECT COALESCE(MAX(id), 0) FROM {logstore_standard_log}');
 $firstoutbox = (int) $DB->get_field_sql('SELECT COALESCE(MAX(id), 0) FROM {local_eventrelay_outbox}');
 
 try {
+    bench_configure(false, '', $savedhost);
+    $ids = bench_users($users);
     for ($round = 0; $round < $rounds; $round++) {
         // Interleaved, and each round starts with a different mode, so drift hits every mode alike.
-        $order = array_merge(array_slice($names, $round % 4), array_slice($names, 0, $round % 4));
+        $shift = $round % count($names);
+        $order = array_merge(array_slice($names, $shift), array_slice($names, 0, $shift));
         foreach ($order as $mode) {
-            [$log, $site] = $modes[$mode];
-            bench_configure($log, $site);
+            [$log, $site, $host] = $modes[$mode];
+            bench_configure($log, $site, $host);
             $start = hrtime(true);
             foreach ($ids as $n => $id) {
                 user_update_user((object) ['id' => $id, 'department' => "r{$round}-{$n}-" . substr(md5($mode), 0, 6)], false);
@@ -120,6 +127,7 @@ try {
 } finally {
     set_config('enabled_stores', $savedstores, 'tool_log');
     set_config('siteid', $savedsiteid, 'local_eventrelay');
+    set_config('host', $savedhost, 'local_eventrelay');
     get_log_manager(true);
 }
 
@@ -139,7 +147,7 @@ printf(
 foreach ($times as $mode => $values) {
     $m = $median($values);
     printf(
-        "  %-13s %8.1f ms  %+6.1f %%  %+.3f ms/event   runs: %s\n",
+        "  %-17s %8.1f ms  %+6.1f %%  %+.3f ms/event   runs: %s\n",
         $mode,
         $m,
         ($m / $base - 1) * 100,

@@ -61,13 +61,20 @@ class snapshot_reader {
     }
 
     /**
-     * User events: the user record (for a deletion, the record as it was before, marked deleted).
+     * User events: the user record (for a deletion, the record as it was before, marked deleted; for an update
+     * by user_update_user(), the record that update wrote, without reading it again).
      *
      * @param string $type CloudEvent type.
      * @param \core\event\base $event The event.
      * @return array The row.
      */
     private static function user(string $type, \core\event\base $event): array {
+        if ($type === 'moodle.user.updated') {
+            $row = user_update_snapshot::take((int) $event->objectid);
+            if ($row !== null) {
+                return $row;
+            }
+        }
         $row = self::required_row($event, 'user', $event->objectid);
         if ($type === 'moodle.user.deleted') {
             $row['deleted'] = 1;
