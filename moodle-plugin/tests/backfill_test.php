@@ -30,6 +30,7 @@ use local_eventrelay\tests\moodle_relay_helper as helper;
  * @license    http://www.gnu.org/copyleft/gpl.html GNU GPL v3 or later
  * @covers     \local_eventrelay\local\backfill
  */
+#[\PHPUnit\Framework\Attributes\CoversClass(\local_eventrelay\local\backfill::class)]
 final class backfill_test extends \advanced_testcase {
     /**
      * Makes a site with users, enrolments and one completion, recorded before the relay was configured.

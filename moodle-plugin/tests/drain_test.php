@@ -34,6 +34,13 @@ use local_eventrelay\tests\moodle_relay_helper as helper;
  * @covers     \local_eventrelay\check\outbox_age
  * @covers     \local_eventrelay\check\failed_attempts
  */
+#[\PHPUnit\Framework\Attributes\CoversClass(\local_eventrelay\task\drain_outbox::class)]
+#[\PHPUnit\Framework\Attributes\CoversClass(\local_eventrelay\task\drain_outbox_fallback::class)]
+#[\PHPUnit\Framework\Attributes\CoversClass(\local_eventrelay\local\outbox_drain::class)]
+#[\PHPUnit\Framework\Attributes\CoversClass(\local_eventrelay\local\db_outbox_store::class)]
+#[\PHPUnit\Framework\Attributes\CoversClass(\local_eventrelay\check\broker::class)]
+#[\PHPUnit\Framework\Attributes\CoversClass(\local_eventrelay\check\outbox_age::class)]
+#[\PHPUnit\Framework\Attributes\CoversClass(\local_eventrelay\check\failed_attempts::class)]
 final class drain_test extends \advanced_testcase {
     /** @var \PhpAmqpLib\Connection\AMQPStreamConnection|null The test's own broker connection. */
     private $connection = null;

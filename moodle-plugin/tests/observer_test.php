@@ -38,6 +38,9 @@ require_once($CFG->dirroot . '/completion/completion_completion.php');
  * @covers     \local_eventrelay\local\outbox_drain
  * @covers     \local_eventrelay\local\snapshot_reader
  */
+#[\PHPUnit\Framework\Attributes\CoversClass(\local_eventrelay\observer::class)]
+#[\PHPUnit\Framework\Attributes\CoversClass(\local_eventrelay\local\outbox_drain::class)]
+#[\PHPUnit\Framework\Attributes\CoversClass(\local_eventrelay\local\snapshot_reader::class)]
 final class observer_test extends \advanced_testcase {
     /** @var string[] JSON bodies (sequence set) of every row the test checked, to validate at the end. */
     private $bodies = [];

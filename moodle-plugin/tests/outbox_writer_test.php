@@ -39,6 +39,11 @@ use local_eventrelay\tests\moodle_relay_helper as helper;
  * @covers     \local_eventrelay\local\follower
  * @covers     \local_eventrelay\check\spool
  */
+#[\PHPUnit\Framework\Attributes\CoversClass(\local_eventrelay\local\outbox_writer::class)]
+#[\PHPUnit\Framework\Attributes\CoversClass(\local_eventrelay\local\spool_store::class)]
+#[\PHPUnit\Framework\Attributes\CoversClass(\local_eventrelay\local\drain_signal::class)]
+#[\PHPUnit\Framework\Attributes\CoversClass(\local_eventrelay\local\follower::class)]
+#[\PHPUnit\Framework\Attributes\CoversClass(\local_eventrelay\check\spool::class)]
 final class outbox_writer_test extends \advanced_testcase {
     /** @var string Name of the constraint that makes every outbox insert fail. */
     const FAIL_CONSTRAINT = 'local_eventrelay_test_refuse';

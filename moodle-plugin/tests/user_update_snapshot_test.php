@@ -28,6 +28,8 @@ use local_eventrelay\tests\moodle_relay_helper as helper;
  * @covers     \local_eventrelay\local\user_update_snapshot
  * @covers     \local_eventrelay\local\snapshot_reader
  */
+#[\PHPUnit\Framework\Attributes\CoversClass(\local_eventrelay\local\user_update_snapshot::class)]
+#[\PHPUnit\Framework\Attributes\CoversClass(\local_eventrelay\local\snapshot_reader::class)]
 final class user_update_snapshot_test extends \advanced_testcase {
     /**
      * Records every event type.

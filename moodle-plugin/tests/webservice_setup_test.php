@@ -29,6 +29,7 @@ use local_eventrelay\local\webservice_setup;
  * @license    http://www.gnu.org/copyleft/gpl.html GNU GPL v3 or later
  * @covers     \local_eventrelay\local\webservice_setup
  */
+#[\PHPUnit\Framework\Attributes\CoversClass(\local_eventrelay\local\webservice_setup::class)]
 final class webservice_setup_test extends \advanced_testcase {
     /**
      * Running twice gives the same user, role, service and exactly the listed capabilities and functions.

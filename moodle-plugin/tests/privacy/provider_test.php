@@ -31,6 +31,7 @@ use local_eventrelay\tests\moodle_relay_helper as helper;
  * @license    http://www.gnu.org/copyleft/gpl.html GNU GPL v3 or later
  * @covers     \local_eventrelay\privacy\provider
  */
+#[\PHPUnit\Framework\Attributes\CoversClass(\local_eventrelay\privacy\provider::class)]
 final class provider_test extends provider_testcase {
     /** @var \stdClass First user, with two outbox rows. */
     private $user1;
