@@ -47,7 +47,7 @@ class spool {
     /**
      * Uses a folder as the spool.
      *
-     * @param string $dir The folder; created (mode 0770 under the umask) when it does not exist.
+     * @param string $dir The folder; {@see spool::append()} creates it when missing.
      */
     public function __construct(string $dir) {
         $this->dir = rtrim($dir, '/');

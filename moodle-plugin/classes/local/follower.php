@@ -235,14 +235,17 @@ class follower {
     }
 
     /**
-     * Sleeps, waking early when a signal arrives.
+     * Sleeps, waking early when a signal arrives, and keeps the heartbeat fresh through a long wait (after
+     * broker errors), so that requests do not start queueing drain tasks meanwhile.
      *
      * @param float $seconds How long.
      * @return void
      */
     private function sleep(float $seconds): void {
-        if ($seconds > 0 && !$this->stopping) {
-            usleep((int) ($seconds * 1000000));
+        $until = microtime(true) + $seconds;
+        while (!$this->stopping && ($left = $until - microtime(true)) > 0) {
+            usleep((int) (min($left, 1.0) * 1000000));
+            drain_signal::follower_heartbeat();
         }
     }
 }
