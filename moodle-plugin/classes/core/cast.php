@@ -84,6 +84,10 @@ class cast {
         if (is_float($value) && is_finite($value) && floor($value) === $value && abs($value) < 9.0E15) {
             return (int) $value;
         }
+        if (is_string($value) && $value === (string) (int) $value) {
+            // The canonical form the database returns: no regular expression needed.
+            return (int) $value;
+        }
         if (is_string($value) && preg_match('/^-?[0-9]+$/D', $value) === 1) {
             $int = filter_var(self::strip_leading_zeros($value), FILTER_VALIDATE_INT);
             if ($int !== false) {

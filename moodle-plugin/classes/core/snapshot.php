@@ -226,11 +226,12 @@ class snapshot {
         if (is_object($row)) {
             $row = get_object_vars($row);
         }
-        $required = self::REQUIRED[$kind];
+        $required = array_flip(self::REQUIRED[$kind]);
+        $allowed = $allowed === null ? null : array_flip($allowed);
         $snapshot = [];
         foreach (self::FIELDS[$kind] as $field => $cast) {
-            $isrequired = in_array($field, $required, true);
-            if (!$isrequired && $allowed !== null && !in_array($field, $allowed, true)) {
+            $isrequired = isset($required[$field]);
+            if (!$isrequired && $allowed !== null && !isset($allowed[$field])) {
                 continue;
             }
             $present = array_key_exists($field, $row) && ($row[$field] !== null || $cast === cast::NULLABLE_INT);
