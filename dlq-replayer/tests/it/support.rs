@@ -112,6 +112,34 @@ impl Vhost {
             .unwrap_or_else(|e| panic!("inspect {queue}: {e}"))
     }
 
+    /// Messages of `queue` delivered to some client and neither acked nor given
+    /// back yet (rabbitmqctl: AMQP has no way to ask).
+    pub fn unacked(&self, queue: &str) -> u32 {
+        let listing = test_broker::rabbitmqctl_within(
+            std::time::Duration::from_secs(30),
+            &[
+                "list_queues",
+                "-p",
+                &self.scratch.name,
+                "-q",
+                "name",
+                "messages_unacknowledged",
+            ],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        listing
+            .lines()
+            .filter_map(|line| line.split_once('\t'))
+            .find(|(name, _)| *name == queue)
+            .map(|(_, count)| {
+                count
+                    .trim()
+                    .parse()
+                    .unwrap_or_else(|e| panic!("{count:?}: {e}"))
+            })
+            .unwrap_or_else(|| panic!("{queue} is not in: {listing}"))
+    }
+
     /// Runs `dlq-replayer` on this vhost with `args`; stdin is not a terminal.
     pub fn run(&self, args: &[&str]) -> Output {
         replayer(self.url(), args)
