@@ -17,6 +17,7 @@
 namespace local_eventrelay;
 
 use local_eventrelay\local\outbox_drain;
+use local_eventrelay\tests\broker_route;
 use local_eventrelay\tests\moodle_relay_helper as helper;
 
 /**
@@ -42,17 +43,8 @@ use local_eventrelay\tests\moodle_relay_helper as helper;
 #[\PHPUnit\Framework\Attributes\CoversClass(\local_eventrelay\check\outbox_age::class)]
 #[\PHPUnit\Framework\Attributes\CoversClass(\local_eventrelay\check\failed_attempts::class)]
 final class drain_test extends \advanced_testcase {
-    /** @var \PhpAmqpLib\Connection\AMQPStreamConnection|null The test's own broker connection. */
-    private $connection = null;
-
-    /** @var \PhpAmqpLib\Channel\AMQPChannel|null Its channel. */
-    private $channel = null;
-
-    /** @var string The test's exchange. */
-    private $exchange = '';
-
-    /** @var string The test's queue, bound to test-site.#. */
-    private $queue = '';
+    /** @var broker_route The test's own exchange and queue. */
+    private $route;
 
     /**
      * Makes a fresh exchange and queue and points the plugin at them.
@@ -64,22 +56,8 @@ final class drain_test extends \advanced_testcase {
         $this->resetAfterTest();
         // Real commits: the drain is signalled after them, as in production.
         $this->preventResetByRollback();
-        $this->connection = helper::connect();
-        $this->channel = $this->connection->channel();
-        $this->exchange = helper::random_name('exchange');
-        $this->queue = helper::random_name('queue');
-        $this->channel->exchange_declare($this->exchange, 'topic', false, true, false);
-        $this->channel->queue_declare($this->queue, false, true, false, false);
-        $this->channel->queue_bind($this->queue, $this->exchange, helper::SITE_ID . '.#');
-        helper::configure([
-            'host' => helper::broker_host(),
-            'port' => helper::broker_port(),
-            'vhost' => '/',
-            'user' => 'guest',
-            'password' => 'guest',
-            'exchange' => $this->exchange,
-            'batchsize' => 7,
-        ]);
+        $this->route = new broker_route();
+        helper::configure(['batchsize' => 7] + $this->route->settings());
     }
 
     /**
@@ -88,25 +66,10 @@ final class drain_test extends \advanced_testcase {
      * @return void
      */
     protected function tearDown(): void {
-        $this->channel->queue_delete($this->queue);
-        $this->channel->exchange_delete($this->exchange);
-        $this->channel->close();
-        $this->connection->close();
+        $this->route->remove();
         parent::tearDown();
     }
 
-    /**
-     * Takes every message from the test queue.
-     *
-     * @return \PhpAmqpLib\Message\AMQPMessage[] The messages, in queue order.
-     */
-    private function take_all(): array {
-        $messages = [];
-        while (($message = $this->channel->basic_get($this->queue, true)) !== null) {
-            $messages[] = $message;
-        }
-        return $messages;
-    }
 
     /**
      * The queued adhoc task publishes every row in sequence order, with valid envelopes, and empties the outbox.
@@ -127,7 +90,7 @@ final class drain_test extends \advanced_testcase {
 
         $this->assertStringContainsString('20 published, 0 kept in 3 batches', $output);
         $this->assertCount(0, helper::rows());
-        $messages = $this->take_all();
+        $messages = $this->route->take_all();
         $this->assertCount(20, $messages);
         $bodies = [];
         foreach ($messages as $i => $message) {
@@ -185,7 +148,7 @@ final class drain_test extends \advanced_testcase {
         $result = outbox_drain::run();
         $this->assertSame(3, $result->published);
         $this->assertCount(0, helper::rows());
-        $this->assertCount(3, $this->take_all());
+        $this->assertCount(3, $this->route->take_all());
         $this->assertSame(\core\check\result::OK, (new check\failed_attempts())->get_result()->get_status());
         $this->assertSame(\core\check\result::OK, (new check\broker())->get_result()->get_status());
     }
@@ -208,7 +171,7 @@ final class drain_test extends \advanced_testcase {
         try {
             $this->assertNull(outbox_drain::run(0));
             $this->assertCount(1, helper::rows());
-            $this->assertCount(0, $this->take_all());
+            $this->assertCount(0, $this->route->take_all());
         } finally {
             $lock->release();
         }

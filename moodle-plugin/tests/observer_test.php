@@ -17,6 +17,7 @@
 namespace local_eventrelay;
 
 use local_eventrelay\core\outbox_row;
+use local_eventrelay\tests\broker_route;
 use local_eventrelay\tests\moodle_relay_helper as helper;
 
 defined('MOODLE_INTERNAL') || die();
@@ -211,28 +212,15 @@ final class observer_test extends \advanced_testcase {
      */
     private function assert_every_row_reaches_the_broker(): void {
         $rows = helper::rows();
-        $connection = helper::connect();
-        $channel = $connection->channel();
-        $exchange = helper::random_name('exchange');
-        $queue = helper::random_name('queue');
+        $route = new broker_route();
         try {
-            $channel->exchange_declare($exchange, 'topic', false, true, false);
-            $channel->queue_declare($queue, false, true, false, false);
-            $channel->queue_bind($queue, $exchange, helper::SITE_ID . '.#');
-            helper::configure(['host' => helper::broker_host(), 'port' => helper::broker_port(), 'user' => 'guest',
-                'password' => 'guest', 'exchange' => $exchange]);
+            helper::configure($route->settings());
             $this->assertSame(count($rows), local\outbox_drain::run()->published);
-            $types = [];
-            while (($message = $channel->basic_get($queue, true)) !== null) {
-                $types[] = $message->get('type');
-            }
+            $types = array_map(fn($message) => $message->get('type'), $route->take_all());
             $this->assertSame(array_column($rows, 'eventtype'), $types);
             $this->assertCount(12, array_unique($types));
         } finally {
-            $channel->queue_delete($queue);
-            $channel->exchange_delete($exchange);
-            $channel->close();
-            $connection->close();
+            $route->remove();
         }
     }
 

@@ -21,6 +21,7 @@ use local_eventrelay\local\follower;
 use local_eventrelay\local\outbox_drain;
 use local_eventrelay\local\outbox_writer;
 use local_eventrelay\local\spool_store;
+use local_eventrelay\tests\broker_route;
 use local_eventrelay\tests\moodle_relay_helper as helper;
 
 /**
@@ -48,17 +49,8 @@ final class outbox_writer_test extends \advanced_testcase {
     /** @var string Name of the constraint that makes every outbox insert fail. */
     const FAIL_CONSTRAINT = 'local_eventrelay_test_refuse';
 
-    /** @var \PhpAmqpLib\Connection\AMQPStreamConnection|null The test's own broker connection. */
-    private $connection = null;
-
-    /** @var \PhpAmqpLib\Channel\AMQPChannel|null Its channel. */
-    private $channel = null;
-
-    /** @var string The test's exchange. */
-    private $exchange = '';
-
-    /** @var string The test's queue, bound to test-site.#. */
-    private $queue = '';
+    /** @var broker_route The test's own exchange and queue. */
+    private $route;
 
     /** @var \stdClass[] Users to update. */
     private $users = [];
@@ -75,24 +67,12 @@ final class outbox_writer_test extends \advanced_testcase {
         parent::setUp();
         $this->resetAfterTest();
         $this->preventResetByRollback();
-        $this->connection = helper::connect();
-        $this->channel = $this->connection->channel();
-        $this->exchange = helper::random_name('exchange');
-        $this->queue = helper::random_name('queue');
-        $this->channel->exchange_declare($this->exchange, 'topic', false, true, false);
-        $this->channel->queue_declare($this->queue, false, true, false, false);
-        $this->channel->queue_bind($this->queue, $this->exchange, helper::SITE_ID . '.#');
+        $this->route = new broker_route();
         helper::configure(['siteid' => '']);
         for ($i = 0; $i < 5; $i++) {
             $this->users[] = $this->getDataGenerator()->create_user();
         }
-        helper::configure([
-            'host' => helper::broker_host(),
-            'port' => helper::broker_port(),
-            'user' => 'guest',
-            'password' => 'guest',
-            'exchange' => $this->exchange,
-        ]);
+        helper::configure($this->route->settings());
     }
 
     /**
@@ -103,10 +83,7 @@ final class outbox_writer_test extends \advanced_testcase {
     protected function tearDown(): void {
         $this->allow_inserts();
         remove_dir(spool_store::instance()->spool()->dir());
-        $this->channel->queue_delete($this->queue);
-        $this->channel->exchange_delete($this->exchange);
-        $this->channel->close();
-        $this->connection->close();
+        $this->route->remove();
         parent::tearDown();
     }
 
@@ -159,18 +136,6 @@ final class outbox_writer_test extends \advanced_testcase {
         return $DB->count_records('local_eventrelay_outbox');
     }
 
-    /**
-     * Takes every message from the test queue.
-     *
-     * @return \PhpAmqpLib\Message\AMQPMessage[] The messages, in queue order.
-     */
-    private function take_all(): array {
-        $messages = [];
-        while (($message = $this->channel->basic_get($this->queue, true)) !== null) {
-            $messages[] = $message;
-        }
-        return $messages;
-    }
 
     /**
      * Outside a transaction rows wait for the end of the request, then arrive in one write, in order.
@@ -258,7 +223,7 @@ final class outbox_writer_test extends \advanced_testcase {
 
         $result = outbox_drain::run();
         $this->assertSame(100, $result->published);
-        $messages = $this->take_all();
+        $messages = $this->route->take_all();
         $this->assertCount(100, $messages);
         $this->assertEqualsCanonicalizing($spooledids, array_map(fn($m) => $m->get('message_id'), $messages));
         $this->assertSame(['spool' => 0, 'outbox' => 0, 'bad' => 0], $store->pending());
@@ -363,7 +328,7 @@ final class outbox_writer_test extends \advanced_testcase {
         $result = (new follower($config))->run(1.0);
         $this->assertSame(30, $result->published);
         $this->assertCount(0, helper::rows());
-        $this->assertCount(30, $this->take_all());
+        $this->assertCount(30, $this->route->take_all());
         $this->assertFalse(drain_signal::follower_alive(), 'Its heartbeat is gone once it stopped');
     }
 }
