@@ -127,6 +127,21 @@ final class outbox_writer_test extends \advanced_testcase {
     }
 
     /**
+     * Makes changes whose rows the outbox refuses at the end of the request (they go to the spool, with a
+     * debugging message), then lets inserts succeed again.
+     *
+     * @param int $count How many changes.
+     * @return void
+     */
+    private function changes_the_outbox_refuses(int $count): void {
+        $this->refuse_inserts();
+        $this->update_users($count);
+        outbox_writer::instance()->flush();
+        $this->assertDebuggingCalled();
+        $this->allow_inserts();
+    }
+
+    /**
      * Counts the rows in the outbox, without writing what is buffered.
      *
      * @return int The count.
@@ -205,11 +220,7 @@ final class outbox_writer_test extends \advanced_testcase {
      * @return void
      */
     public function test_refused_rows_are_spooled_reported_and_published(): void {
-        $this->refuse_inserts();
-        $this->update_users(100);
-        outbox_writer::instance()->flush();
-        $this->assertDebuggingCalled();
-        $this->allow_inserts();
+        $this->changes_the_outbox_refuses(100);
         $this->assertSame(0, $this->written());
         $store = spool_store::instance();
         $this->assertSame(['spool' => 100, 'outbox' => 0, 'bad' => 0], $store->pending());
@@ -237,11 +248,7 @@ final class outbox_writer_test extends \advanced_testcase {
      * @return void
      */
     public function test_spooled_rows_are_reported_until_published(): void {
-        $this->refuse_inserts();
-        $this->update_users(4);
-        outbox_writer::instance()->flush();
-        $this->assertDebuggingCalled();
-        $this->allow_inserts();
+        $this->changes_the_outbox_refuses(4);
         set_config('port', 1, 'local_eventrelay');
         $result = outbox_drain::run();
         $this->assertSame(0, $result->published);
