@@ -4,11 +4,16 @@
 //!
 //! It does not wait between rounds nor bound their time: the run loop's
 //! backoff and `amqp.connect_timeout_s` do.
+//!
+//! [`lost`] tells when a connection is gone, whatever its channels are doing.
 
 use std::fmt::Display;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use lapin::{Connection, ConnectionProperties};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use lapin::{Connection, ConnectionProperties, Event};
 use relay_contract::redact;
 
 use crate::config::{AmqpConfig, Secret};
@@ -126,6 +131,44 @@ pub async fn connect(
     brokers
         .first(|url| Connection::connect(url, properties.clone()))
         .await
+}
+
+/// How often [`lost`] looks at a connection's state besides its events.
+const STATE_CHECK: Duration = Duration::from_secs(1);
+
+/// Resolves when `connection` is no longer usable (an I/O error, or closed by
+/// the broker), with the reason without credentials; never while it is up.
+///
+/// The pipelines would notice too, but only through a channel operation or a
+/// consumer they are polling: a site that holds no channel (standby, paused)
+/// or waits for a permit polls nothing, and a node that resets the connection
+/// could leave every site waiting. This watches the connection itself: its
+/// error event at once, its state once a second (a close by the broker sends
+/// no event).
+pub async fn lost(connection: &Connection) -> String {
+    let mut events = connection.events_listener();
+    let mut check = tokio::time::interval(STATE_CHECK);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut listening = true;
+    loop {
+        tokio::select! {
+            event = events.next(), if listening => match event {
+                Some(Event::Error(e)) => {
+                    return redact::credentials(&format!("broker connection: {e}"));
+                }
+                Some(_) => {}
+                // The events end with the connection; the state says how.
+                None => listening = false,
+            },
+            _ = check.tick() => {
+                let status = connection.status();
+                if !status.connected() {
+                    let state = if status.errored() { "failed" } else { "closed" };
+                    return format!("broker connection {state}");
+                }
+            }
+        }
+    }
 }
 
 /// `host:port` of an AMQP URL, without credentials, path or query; the

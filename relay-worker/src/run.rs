@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use lapin::{Connection, ConnectionProperties};
 use relay_contract::Validator;
 use tokio::sync::{Semaphore, watch};
@@ -214,7 +216,21 @@ async fn connect_and_run(
     tracing::info!(sites = sites.len(), "connected; consuming");
 
     let mut ended = Ended::Stopped;
-    while let Some(joined) = tasks.join_next().await {
+    // Any connection gone ends them all: the sites on the others are given
+    // back by closing those, and every site starts again on a new set.
+    let mut watching: FuturesUnordered<_> = connections.iter().map(|c| connect::lost(c)).collect();
+    loop {
+        let joined = tokio::select! {
+            joined = tasks.join_next() => match joined {
+                Some(joined) => joined,
+                None => break,
+            },
+            Some(reason) = watching.next() => {
+                ended = Ended::Lost(reason);
+                tasks.abort_all();
+                continue;
+            }
+        };
         match joined {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
@@ -229,6 +245,7 @@ async fn connect_and_run(
             }
         }
     }
+    drop(watching);
     ready.set(false);
     // Channels are closed by each pipeline; the connection last (closing it right
     // after the last ack can lose acks otherwise).
