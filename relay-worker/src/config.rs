@@ -123,6 +123,12 @@ pub struct SiteConfig {
     /// Environment variable holding the token (instead of `token_file`).
     #[serde(default)]
     pub token_env: Option<String>,
+    /// When the token expires (RFC 3339, e.g. "2027-06-30T00:00:00Z"), for
+    /// `relay_moodle_token_expiry_timestamp_seconds`. A token file's own
+    /// `expires_at=` line (written by the plugin's `setup_webservice.php
+    /// --token-file`) wins over this.
+    #[serde(default)]
+    pub token_expires_at: Option<jiff::Timestamp>,
     /// Moodle calls at once for this site (1–64, default 2).
     #[serde(default = "defaults::max_concurrency")]
     pub max_concurrency: u32,
@@ -197,6 +203,7 @@ impl SiteConfig {
             moodle_url: None,
             token_file: None,
             token_env: None,
+            token_expires_at: None,
             max_concurrency: defaults::max_concurrency(),
             max_calls_per_minute: defaults::max_calls_per_minute(),
             min_interval_ms: defaults::min_interval_ms(),

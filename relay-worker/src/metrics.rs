@@ -223,6 +223,15 @@ pub fn moodle_up(site: &str, up: bool) {
     gauge!("relay_moodle_up", "site" => site.to_owned()).set(if up { 1.0 } else { 0.0 });
 }
 
+/// When the site's web-service token expires (Unix seconds), once known; no
+/// series while it is not. Alerts compare it with `time()`.
+pub fn token_expiry(site: &str, at: Option<jiff::Timestamp>) {
+    if let Some(at) = at {
+        gauge!("relay_moodle_token_expiry_timestamp_seconds", "site" => site.to_owned())
+            .set(at.as_second() as f64);
+    }
+}
+
 /// The fleet members this worker sees, itself included.
 pub fn fleet_members(count: usize) {
     gauge!("relay_fleet_members").set(count as f64);

@@ -342,8 +342,9 @@ async fn connect(config: &Config, brokers: &Brokers) -> Result<Arc<Connection>, 
         .map_err(|e| Ended::Lost(e.to_string()))
 }
 
-/// `core_webservice_get_site_info` every `every`, driving `relay_moodle_up`;
-/// ends when the site is dropped.
+/// `core_webservice_get_site_info` every `every`, driving `relay_moodle_up`
+/// and the token's expiry (its file is read with each call); ends when the
+/// site is dropped.
 async fn heartbeat(site: std::sync::Weak<MoodleGateway>, every: Duration) {
     let mut tick = tokio::time::interval(every);
     loop {
@@ -351,6 +352,7 @@ async fn heartbeat(site: std::sync::Weak<MoodleGateway>, every: Duration) {
         let Some(site) = site.upgrade() else { return };
         let up = site.probe().await.is_ok();
         metrics::moodle_up(site.site.as_str(), up);
+        metrics::token_expiry(site.site.as_str(), site.token_expiry());
     }
 }
 

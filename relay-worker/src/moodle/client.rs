@@ -51,6 +51,11 @@ impl MoodleClient {
         })
     }
 
+    /// When the token expires, if its file says (read with the last call).
+    pub fn token_expires_at(&self) -> Option<jiff::Timestamp> {
+        self.token.expires_at()
+    }
+
     /// Calls `function` with `args` (a JSON object, sent in bracket notation).
     pub async fn call(&self, function: &str, args: &Value) -> Result<Value, MoodleError> {
         let started = Instant::now();

@@ -30,6 +30,8 @@ pub struct MoodleGateway {
     pub site: SiteId,
     pub enrich: EnrichConfig,
     client: MoodleClient,
+    /// `token_expires_at` of the configuration, when the token file says nothing.
+    token_expires_at: Option<jiff::Timestamp>,
     throttle: Throttle,
     breaker: Mutex<Breaker>,
     users: Mutex<Option<Coalescer>>,
@@ -59,6 +61,7 @@ impl MoodleGateway {
             site: config.id.clone(),
             enrich: config.enrich.clone(),
             client,
+            token_expires_at: config.token_expires_at,
             throttle: Throttle::new(limits),
             breaker: Mutex::new(Breaker::new(&config.breaker)),
             users: Mutex::new(None),
@@ -67,6 +70,12 @@ impl MoodleGateway {
         });
         site.metrics.breaker(State::Closed.gauge());
         Ok(Some(site))
+    }
+
+    /// When the token expires, as far as is known: its file's `expires_at=`
+    /// line as last read, else the configuration's `token_expires_at`.
+    pub fn token_expiry(&self) -> Option<jiff::Timestamp> {
+        self.client.token_expires_at().or(self.token_expires_at)
     }
 
     /// One call, through breaker and throttle.

@@ -1,9 +1,15 @@
 //! Where the web-service token comes from. A token file is re-read whenever
 //! its modification time or size changes, so rotating a token needs no restart.
+//!
+//! A token file holds the token on its first line; a later line
+//! `expires_at=<RFC 3339 time>` says when it expires (the plugin's
+//! `setup_webservice.php --token-file` writes both). Other lines are ignored.
 
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::SystemTime;
+
+use jiff::Timestamp;
 
 use crate::config::Secret;
 
@@ -39,6 +45,7 @@ pub struct Cached {
     modified: Option<SystemTime>,
     len: u64,
     token: Secret,
+    expires_at: Option<Timestamp>,
 }
 
 impl TokenSource {
@@ -74,7 +81,8 @@ impl TokenSource {
                 }
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| TokenError::File(path.clone(), e.to_string()))?;
-                let token = text.lines().next().unwrap_or("").trim().to_owned();
+                let mut lines = text.lines();
+                let token = lines.next().unwrap_or("").trim().to_owned();
                 if token.is_empty() {
                     return Err(TokenError::Empty(path.clone()));
                 }
@@ -83,16 +91,62 @@ impl TokenSource {
                     modified,
                     len,
                     token: token.clone(),
+                    expires_at: lines.find_map(expires_at),
                 });
                 Ok(token)
             }
         }
     }
+
+    /// When the token last read from the file expires, if the file says.
+    pub fn expires_at(&self) -> Option<Timestamp> {
+        match self {
+            TokenSource::File { cache, .. } => cache
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .as_ref()
+                .and_then(|c| c.expires_at),
+            _ => None,
+        }
+    }
+}
+
+/// The time of an `expires_at=` line; `None` for any other line or a time
+/// that does not parse (the token still works; only the metric is missing).
+fn expires_at(line: &str) -> Option<Timestamp> {
+    let value = line.trim().strip_prefix("expires_at=")?;
+    value.trim().parse().ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_token_file_may_say_when_the_token_expires() {
+        let dir = std::env::temp_dir().join(format!("relay-token-exp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.join("token");
+        std::fs::write(&path, "tok\nexpires_at=2027-06-30T00:00:00Z\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let source = TokenSource::file(&path);
+        assert_eq!(source.expires_at(), None, "nothing read yet");
+        assert_eq!(
+            source.get().map(|t| t.expose().to_owned()),
+            Ok("tok".to_owned())
+        );
+        let at = source.expires_at().map(|t| t.as_second());
+        assert_eq!(at, Some(1_814_313_600));
+        // Rotated without an expiry (or an unreadable one): the token works, the expiry is unknown.
+        std::fs::write(&path, "token-two\nexpires_at=next tuesday\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            source.get().map(|t| t.expose().to_owned()),
+            Ok("token-two".to_owned())
+        );
+        assert_eq!(source.expires_at(), None);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn a_rewritten_token_file_is_read_again() {

@@ -81,7 +81,13 @@ async fn two_thousand_user_events_stay_within_the_site_limits_and_share_lookups(
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let mut rig = Rig::new(&["lms-e"]).await;
-    use_moodle(&mut rig, &sim, TOKEN);
+    let token_file = use_moodle(&mut rig, &sim, TOKEN);
+    // As the plugin's setup_webservice.php --token-file writes it.
+    std::fs::write(
+        &token_file,
+        format!("{TOKEN}\nexpires_at=2027-06-30T00:00:00Z\n"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     rig.config.amqp.prefetch = 200;
     let site = &mut rig.config.sites[0];
     site.max_concurrency = 2;
@@ -136,6 +142,7 @@ async fn two_thousand_user_events_stay_within_the_site_limits_and_share_lookups(
         "relay_moodle_call_duration_seconds_bucket{site=\"lms-e\",function=\"core_user_get_users_by_field\"",
         "relay_moodle_up{site=\"lms-e\"} 1",
         "relay_breaker_state{site=\"lms-e\"} 0",
+        "relay_moodle_token_expiry_timestamp_seconds{site=\"lms-e\"} 1814313600",
     ] {
         assert!(metrics.contains(name), "/metrics lacks {name}");
     }
