@@ -47,7 +47,7 @@ use local_eventrelay\tests\moodle_relay_helper as helper;
 #[\PHPUnit\Framework\Attributes\CoversClass(\local_eventrelay\check\spool::class)]
 final class outbox_writer_test extends \advanced_testcase {
     /** @var string Name of the constraint that makes every outbox insert fail. */
-    const FAIL_CONSTRAINT = 'local_eventrelay_test_refuse';
+    public const FAIL_CONSTRAINT = 'local_eventrelay_test_refuse';
 
     /** @var broker_route The test's own exchange and queue. */
     private $route;

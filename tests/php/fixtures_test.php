@@ -36,7 +36,7 @@ class fixtures_test extends \PHPUnit\Framework\TestCase {
     /**
      * @var array Fixture file in schemas/fixtures/valid => user fields the admin allows (null: the default).
      */
-    const FIXTURES = [
+    public const FIXTURES = [
         'user.created.json' => null,
         'user.updated.json' => null,
         'user.updated-suspended.json' => ['suspended'],
@@ -59,7 +59,7 @@ class fixtures_test extends \PHPUnit\Framework\TestCase {
      * the builder cannot (Moodle's timecreated is in whole seconds). They are compared with `time` taken
      * from the fixture; the test fails if such a fixture's time ever equals timecreated exactly.
      */
-    const TIME_NOT_FROM_TIMECREATED = [
+    public const TIME_NOT_FROM_TIMECREATED = [
         'user.updated-suspended.json',
     ];
 

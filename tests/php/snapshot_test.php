@@ -30,7 +30,7 @@ class snapshot_test extends \PHPUnit\Framework\TestCase {
     /**
      * @var string[] Snapshot kind => name of its definition in cloudevent.schema.json.
      */
-    const SCHEMA_DEFS = [
+    public const SCHEMA_DEFS = [
         snapshot::KIND_USER => 'userSnapshot',
         snapshot::KIND_ENROLMENT => 'enrolmentSnapshot',
         snapshot::KIND_ROLE_ASSIGNMENT => 'roleAssignmentSnapshot',

@@ -29,10 +29,10 @@ namespace local_eventrelay\core;
  */
 class amqp_library {
     /** @var string A class every supported php-amqplib version has. */
-    const PROBE_CLASS = '\\PhpAmqpLib\\Connection\\AMQPStreamConnection';
+    public const PROBE_CLASS = '\\PhpAmqpLib\\Connection\\AMQPStreamConnection';
 
     /** @var string How an operator installs the library, for messages. */
-    const INSTALL_HINT = 'Install php-amqplib: run "composer install" in the plugin folder (local/eventrelay), '
+    public const INSTALL_HINT = 'Install php-amqplib: run "composer install" in the plugin folder (local/eventrelay), '
         . 'or install the system package (Debian/Ubuntu: apt-get install php-amqplib).';
 
     /**

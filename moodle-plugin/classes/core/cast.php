@@ -29,16 +29,16 @@ namespace local_eventrelay\core;
  */
 class cast {
     /** @var string Cast to an integer. */
-    const INT = 'int';
+    public const INT = 'int';
 
     /** @var string Cast to an integer, null allowed. */
-    const NULLABLE_INT = '?int';
+    public const NULLABLE_INT = '?int';
 
     /** @var string Cast to a string. */
-    const STRING = 'string';
+    public const STRING = 'string';
 
     /** @var string Cast to a boolean (Moodle stores 0/1). */
-    const BOOL = 'bool';
+    public const BOOL = 'bool';
 
     /**
      * Casts one value as the schema demands.

@@ -28,7 +28,7 @@ namespace local_eventrelay\core;
  */
 class connection_settings {
     /** @var string The exchange the plugin publishes to unless configured otherwise. */
-    const DEFAULT_EXCHANGE = 'moodle.ingest';
+    public const DEFAULT_EXCHANGE = 'moodle.ingest';
 
     /** @var string Broker host name or address. */
     public $host;

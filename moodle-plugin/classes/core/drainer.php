@@ -34,7 +34,7 @@ namespace local_eventrelay\core;
  */
 class drainer {
     /** @var int Rows per batch unless configured otherwise. */
-    const DEFAULT_BATCH_SIZE = 200;
+    public const DEFAULT_BATCH_SIZE = 200;
 
     /** @var outbox_store The outbox. */
     private $store;

@@ -30,10 +30,10 @@ namespace local_eventrelay\core;
  */
 class envelope_builder {
     /** @var string CloudEvents version. */
-    const SPEC_VERSION = '1.0';
+    public const SPEC_VERSION = '1.0';
 
     /** @var string Media type of `data`. */
-    const DATA_CONTENT_TYPE = 'application/json';
+    public const DATA_CONTENT_TYPE = 'application/json';
 
     /** @var string The site id, e.g. "lms-prod". */
     private $siteid;

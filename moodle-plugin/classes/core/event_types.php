@@ -27,18 +27,18 @@ namespace local_eventrelay\core;
  */
 class event_types {
     /** @var string Prefix shared by every CloudEvent type. */
-    const TYPE_PREFIX = 'moodle.';
+    public const TYPE_PREFIX = 'moodle.';
 
     /** @var string Prefix of every schema id; the type and the version follow. */
-    const SCHEMA_ID_PREFIX = 'urn:moodle-event-relay:schema:';
+    public const SCHEMA_ID_PREFIX = 'urn:moodle-event-relay:schema:';
 
     /** @var int Version of the per-type schemas this code produces. */
-    const SCHEMA_VERSION = 1;
+    public const SCHEMA_VERSION = 1;
 
     /**
      * @var string[] Moodle event class (fully qualified, without the leading backslash) => CloudEvent type.
      */
-    const TYPES = [
+    public const TYPES = [
         'core\\event\\user_created' => 'moodle.user.created',
         'core\\event\\user_updated' => 'moodle.user.updated',
         'core\\event\\user_deleted' => 'moodle.user.deleted',

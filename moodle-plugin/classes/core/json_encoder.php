@@ -25,7 +25,7 @@ namespace local_eventrelay\core;
  */
 class json_encoder {
     /** @var int JSON encoding flags of a message body ({@see json_encoder::encode()}, {@see outbox_row::body()}). */
-    const FLAGS = JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_THROW_ON_ERROR;
+    public const FLAGS = JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_THROW_ON_ERROR;
 
     /**
      * Encodes an envelope as the JSON body of the message: slashes and Unicode unescaped.

@@ -28,7 +28,7 @@ class other_caster {
      * @var array[] CloudEvent type => [key of `other` => cast]. Keys not listed are passed on as they are;
      * a null value stays null. The cast "userenrolment" is the user_enrolments row of an unenrolment.
      */
-    const CASTS = [
+    public const CASTS = [
         'moodle.user.deleted' => [
             'username' => cast::STRING,
             'email' => cast::STRING,

@@ -26,7 +26,7 @@ namespace local_eventrelay\core;
  */
 class sequence {
     /** @var int Number of digits of the zero-padded `sequence`. */
-    const DIGITS = 20;
+    public const DIGITS = 20;
 
     /**
      * Formats a sequence number as the contract's `sequence`: a decimal string zero-padded to 20 digits.

@@ -26,10 +26,10 @@ namespace local_eventrelay\core;
  */
 class site_validator {
     /** @var string What a site id must look like: it is the first word of every routing key. */
-    const SITE_ID_PATTERN = '/^[a-z0-9][a-z0-9-]{0,31}$/D';
+    public const SITE_ID_PATTERN = '/^[a-z0-9][a-z0-9-]{0,31}$/D';
 
     /** @var string What `source` must look like: an http(s) URL without white space. */
-    const WWWROOT_PATTERN = '/^https?:\/\/[^\s]+$/D';
+    public const WWWROOT_PATTERN = '/^https?:\/\/[^\s]+$/D';
 
     /**
      * Checks a site id.

@@ -29,25 +29,25 @@ namespace local_eventrelay\core;
  */
 class snapshot {
     /** @var string The user record (userSnapshot). */
-    const KIND_USER = 'user';
+    public const KIND_USER = 'user';
 
     /** @var string The user_enrolments row with course and method (enrolmentSnapshot). */
-    const KIND_ENROLMENT = 'enrolment';
+    public const KIND_ENROLMENT = 'enrolment';
 
     /** @var string The role assignment (roleAssignmentSnapshot). */
-    const KIND_ROLE_ASSIGNMENT = 'role_assignment';
+    public const KIND_ROLE_ASSIGNMENT = 'role_assignment';
 
     /** @var string The cohort membership (cohortMemberSnapshot). */
-    const KIND_COHORT_MEMBER = 'cohort_member';
+    public const KIND_COHORT_MEMBER = 'cohort_member';
 
     /** @var string The course_completions row (courseCompletionSnapshot). */
-    const KIND_COURSE_COMPLETION = 'course_completion';
+    public const KIND_COURSE_COMPLETION = 'course_completion';
 
     /** @var string The course_modules_completion row (moduleCompletionSnapshot). */
-    const KIND_MODULE_COMPLETION = 'module_completion';
+    public const KIND_MODULE_COMPLETION = 'module_completion';
 
     /** @var string[] CloudEvent type => snapshot kind. */
-    const KIND_FOR_TYPE = [
+    public const KIND_FOR_TYPE = [
         'moodle.user.created' => self::KIND_USER,
         'moodle.user.updated' => self::KIND_USER,
         'moodle.user.deleted' => self::KIND_USER,
@@ -66,7 +66,7 @@ class snapshot {
      * @var string[] User fields a user snapshot carries when the admin has not chosen: identity and status
      * fields, no contact details beyond e-mail. "id" is always carried whatever the setting says.
      */
-    const DEFAULT_USER_FIELDS = [
+    public const DEFAULT_USER_FIELDS = [
         'id',
         'username',
         'email',
@@ -88,7 +88,7 @@ class snapshot {
     /**
      * @var array[] Snapshot kind => [field => cast], in the schema's order. Exactly the schema's properties.
      */
-    const FIELDS = [
+    public const FIELDS = [
         self::KIND_USER => [
             'id' => cast::INT,
             'username' => cast::STRING,
@@ -174,7 +174,7 @@ class snapshot {
     /**
      * @var array[] Snapshot kind => fields the schema requires.
      */
-    const REQUIRED = [
+    public const REQUIRED = [
         self::KIND_USER => ['id'],
         self::KIND_ENROLMENT => ['id', 'userid', 'courseid', 'enrol'],
         self::KIND_ROLE_ASSIGNMENT => ['id', 'roleid', 'userid', 'contextid'],

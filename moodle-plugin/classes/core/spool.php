@@ -33,13 +33,13 @@ namespace local_eventrelay\core;
  */
 class spool {
     /** @var string Extension of complete spool files. */
-    const EXTENSION = '.jsonl';
+    public const EXTENSION = '.jsonl';
 
     /** @var string Extension of files that could not be read back. */
-    const BAD_EXTENSION = '.bad';
+    public const BAD_EXTENSION = '.bad';
 
     /** @var string[] Fields every spooled row carries. */
-    const FIELDS = ['eventid', 'eventtype', 'routingkey', 'userid', 'envelope', 'timecreated'];
+    public const FIELDS = ['eventid', 'eventtype', 'routingkey', 'userid', 'envelope', 'timecreated'];
 
     /** @var string The folder. */
     private $dir;

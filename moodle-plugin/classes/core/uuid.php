@@ -25,10 +25,10 @@ namespace local_eventrelay\core;
  */
 class uuid {
     /** @var string What the contract accepts as an event id: a lower-case UUID of any version. */
-    const PATTERN = '/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/D';
+    public const PATTERN = '/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/D';
 
     /** @var string A lower-case random (version 4, RFC 4122 variant) UUID. */
-    const V4_PATTERN = '/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/D';
+    public const V4_PATTERN = '/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/D';
 
     /**
      * Makes a new random UUID, version 4, from the operating system's CSPRNG.

@@ -34,7 +34,7 @@ use local_eventrelay\core\json_encoder;
  */
 class backfill {
     /** @var string[] Source => CloudEvent type of its events. */
-    const SOURCES = [
+    public const SOURCES = [
         'users' => 'moodle.user.created',
         'enrolments' => 'moodle.enrolment.created',
         'completions' => 'moodle.completion.course_completed',

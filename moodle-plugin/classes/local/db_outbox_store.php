@@ -31,10 +31,10 @@ use local_eventrelay\core\outbox_store;
  */
 class db_outbox_store implements outbox_store {
     /** @var string The table. */
-    const TABLE = 'local_eventrelay_outbox';
+    public const TABLE = 'local_eventrelay_outbox';
 
     /** @var int Ids per DELETE or UPDATE statement. */
-    const CHUNK = 500;
+    public const CHUNK = 500;
 
     /** @var int Seconds a row whose publishing failed is left alone; 0 to try every row on every read. */
     private $retrydelay;

@@ -34,10 +34,10 @@ use local_eventrelay\task\drain_outbox;
  */
 class drain_signal {
     /** @var int Seconds after its last heartbeat that a follower counts as alive. */
-    const FOLLOWER_TIMEOUT = 10;
+    public const FOLLOWER_TIMEOUT = 10;
 
     /** @var int Seconds a queued drain task is trusted to start; after that it is queued again. */
-    const QUEUED_TIMEOUT = 300;
+    public const QUEUED_TIMEOUT = 300;
 
     /**
      * Makes sure a drain will read the outbox soon.

@@ -31,7 +31,7 @@ use local_eventrelay\core\spool;
  */
 class spool_store {
     /** @var string The outbox table. */
-    const TABLE = 'local_eventrelay_outbox';
+    public const TABLE = 'local_eventrelay_outbox';
 
     /** @var spool The spool files. */
     private $spool;

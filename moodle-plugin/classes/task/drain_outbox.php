@@ -32,7 +32,7 @@ use local_eventrelay\local\outbox_drain;
  */
 class drain_outbox extends \core\task\adhoc_task {
     /** @var int Seconds after which a drain starts no new batch, so a task run stays short. */
-    const MAX_RUN_SECONDS = 240;
+    public const MAX_RUN_SECONDS = 240;
 
     /**
      * Returns the task's name.
