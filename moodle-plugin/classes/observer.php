@@ -17,7 +17,8 @@
 namespace local_eventrelay;
 
 use local_eventrelay\core\event_types;
-use local_eventrelay\core\json_encoder;
+use local_eventrelay\core\recorded_event;
+use local_eventrelay\core\uuid;
 use local_eventrelay\local\config;
 use local_eventrelay\local\outbox_writer;
 use local_eventrelay\local\snapshot_reader;
@@ -31,11 +32,13 @@ use local_eventrelay\local\snapshot_reader;
  * Moodle runs it only once the change has committed, which is how the writer learns that a row it could not
  * insert inside a transaction must not be dropped.
  *
- * Cost per event: the snapshot reads Moodle has not already attached to the event, building the envelope,
- * and a share of one multi-row insert (outside transactions) or one insert (inside one).
+ * Cost per event: the snapshot reads Moodle has not already attached to the event, encoding the event's data
+ * and snapshot ({@see recorded_event}), and a share of one multi-row insert (outside transactions) or one
+ * insert (inside one). Everything that can wait (casting, checking, the CloudEvent itself) is done by the
+ * drain, outside the request.
  *
- * The row id is the event's sequence. It is known only after the insert, so the envelope is stored with
- * sequence 0 and the drain sets the sequence to the row id when it publishes (one insert, no update).
+ * The row id is the event's sequence. It is known only after the insert; the drain builds the envelope with
+ * it (one insert, no update).
  *
  * @package    local_eventrelay
  * @copyright  2026 Moodle Event Relay contributors
@@ -59,19 +62,36 @@ class observer {
                 return;
             }
             $builder = $config->builder();
-            $envelope = $builder->build($event->get_data(), snapshot_reader::read($type, $event));
+            $data = $event->get_data();
             outbox_writer::instance()->write($event, (object) [
-                'eventid' => $envelope['id'],
+                'eventid' => uuid::v4(),
                 'eventtype' => $type,
                 'routingkey' => event_types::routing_key($builder->get_site_id(), $type),
-                'userid' => $envelope['data']['relateduserid'] ?? $envelope['data']['objectid'],
-                'envelope' => json_encoder::encode($envelope),
+                'userid' => self::user_of($data),
+                'envelope' => recorded_event::encode(
+                    $type,
+                    $data,
+                    snapshot_reader::read($type, $event),
+                    $builder->get_user_fields()
+                ),
                 'timecreated' => time(),
             ]);
         } catch (\Throwable $e) {
-            // The envelope could not be built (the writer itself never throws): report it, let the request go on.
+            // The snapshot could not be read or the data encoded (the writer itself never throws): report it, let
+            // the request go on.
             debugging('local_eventrelay could not record ' . get_class($event) . ': ' . $e->getMessage(), DEBUG_NORMAL);
         }
+    }
+
+    /**
+     * Returns the user an event is about, for the privacy API: its related user, else its object.
+     *
+     * @param array $data The event's data.
+     * @return int|null The user id; null when the event names none.
+     */
+    private static function user_of(array $data): ?int {
+        $userid = $data['relateduserid'] ?? $data['objectid'] ?? null;
+        return $userid === null ? null : (int) $userid;
     }
 
     /**

@@ -16,7 +16,6 @@
 
 namespace local_eventrelay;
 
-use local_eventrelay\core\outbox_row;
 use local_eventrelay\local\backfill;
 use local_eventrelay\local\config;
 use local_eventrelay\tests\moodle_relay_helper as helper;
@@ -81,7 +80,7 @@ final class backfill_test extends \advanced_testcase {
 
         $bodies = [];
         foreach (helper::rows() as $row) {
-            $body = outbox_row::from_record($row)->body();
+            $body = helper::body($row);
             $envelope = json_decode($body, true);
             $this->assertTrue($envelope['data']['backfill']);
             $bodies[] = $body;

@@ -16,7 +16,6 @@
 
 namespace local_eventrelay;
 
-use local_eventrelay\core\outbox_row;
 use local_eventrelay\tests\broker_route;
 use local_eventrelay\tests\moodle_relay_helper as helper;
 
@@ -76,7 +75,7 @@ final class observer_test extends \advanced_testcase {
         $this->assertSame($type, $row->eventtype);
         $this->assertSame(helper::SITE_ID . '.' . substr($type, strlen('moodle.')), $row->routingkey);
         $this->assertSame('0', (string) $row->attempts);
-        $body = outbox_row::from_record($row)->body();
+        $body = helper::body($row);
         $this->bodies[$type] = $body;
         $envelope = json_decode($body, true);
         $this->assertSame($row->eventid, $envelope['id']);

@@ -50,7 +50,7 @@ final class user_update_snapshot_test extends \advanced_testcase {
      */
     private static function last_snapshot(): array {
         $rows = helper::rows();
-        return json_decode(end($rows)->envelope, true)['data']['snapshot'];
+        return json_decode(helper::body(end($rows)), true)['data']['snapshot'];
     }
 
     /**

@@ -25,6 +25,8 @@
  * count. Between runs (not timed) the rows the run wrote are deleted, so every run sees the same tables.
  * --no-fsync (PostgreSQL): this session commits without waiting for the disk (synchronous_commit off), which
  * takes a shared disk's flush times, the largest noise here, out of every mode alike.
+ * --only=MODE (nothing, log, plugin, both): one run of that mode and nothing else, for an instruction count
+ * under valgrind (tests/moodle/instructions.sh), which unlike time does not depend on what the machine does.
  *
  * @package    local_eventrelay
  * @copyright  2026 Moodle Event Relay contributors
@@ -35,9 +37,10 @@
 // phpcs:disable moodle.Files.MoodleInternal.MoodleInternalGlobalState
 define('CLI_SCRIPT', true);
 
-$options = getopt('', ['moodle:', 'users:', 'rounds:', 'no-fsync', 'help']);
+$options = getopt('', ['moodle:', 'users:', 'rounds:', 'no-fsync', 'only:', 'help']);
 if (isset($options['help']) || empty($options['moodle'])) {
-    fwrite(STDERR, "Usage: php tests/moodle/bulk_bench.php --moodle=DIR [--users=1000] [--rounds=5] [--no-fsync]\n");
+    fwrite(STDERR, "Usage: php tests/moodle/bulk_bench.php --moodle=DIR [--users=1000] [--rounds=5] [--no-fsync] "
+        . "[--only=nothing|log|plugin|both]\n");
     exit(isset($options['help']) ? 0 : 2);
 }
 require(rtrim($options['moodle'], '/') . '/config.php');
@@ -121,6 +124,15 @@ $modes = [
     'plugin, no broker' => [false, $siteid, $unreachable],
 ];
 
+$only = ['nothing' => 'nothing', 'log' => 'standard log', 'plugin' => 'plugin', 'both' => 'log + plugin'];
+if (isset($options['only'])) {
+    if (!isset($only[$options['only']])) {
+        fwrite(STDERR, "--only: one of " . implode(', ', array_keys($only)) . "\n");
+        exit(2);
+    }
+    $modes = [$only[$options['only']] => $modes[$only[$options['only']]]];
+    $rounds = 1;
+}
 $times = array_fill_keys(array_keys($modes), []);
 $cpu = array_fill_keys(array_keys($modes), []);
 $backend = $DB->get_dbfamily() === 'postgres' ? (int) $DB->get_field_sql('SELECT pg_backend_pid()') : 0;
@@ -158,6 +170,11 @@ try {
     set_config('siteid', $savedsiteid, 'local_eventrelay');
     set_config('host', $savedhost, 'local_eventrelay');
     get_log_manager(true);
+}
+
+if (isset($options['only'])) {
+    printf("%s: user_update_user() x %d in %.1f ms\n", $options['only'], $users, reset($times)[0]);
+    exit(0);
 }
 
 $median = function (array $values): float {

@@ -45,6 +45,7 @@ spl_autoload_register(function (string $classname): void {
 
 require_once(__DIR__ . '/support/memory_outbox_store.php');
 require_once(__DIR__ . '/support/test_broker.php');
+require_once(__DIR__ . '/support/sample_events.php');
 
 /**
  * Runs `relay-worker validate --json -`, the shared Rust validator, on JSON lines.

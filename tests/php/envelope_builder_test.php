@@ -17,6 +17,7 @@
 namespace local_eventrelay\core;
 
 use local_eventrelay\tests\relay_validator;
+use local_eventrelay\tests\sample_events;
 
 /**
  * Tests of the envelope builder's rules: site configuration, ids, sequence, snapshots, subject, JSON.
@@ -32,9 +33,6 @@ use local_eventrelay\tests\relay_validator;
  * @covers     \local_eventrelay\core\subject
  */
 class envelope_builder_test extends \PHPUnit\Framework\TestCase {
-    /** @var string A bcrypt-like hash as Moodle stores in user.password. */
-    const PASSWORD_HASH = '$2y$10$Q9wqv0J8bGk3q1m5Z7xY8uYk5r0d0mKq1Zc2Yw3Xv4Uu5Tt6Ss7Rr';
-
     /**
      * Returns a builder for the usual test site.
      *
@@ -46,92 +44,6 @@ class envelope_builder_test extends \PHPUnit\Framework\TestCase {
     }
 
     /**
-     * Returns a user record as Moodle's DB layer returns it (all strings), password hash included.
-     *
-     * @return array The row.
-     */
-    private static function user_row(): array {
-        return [
-            'id' => '42', 'auth' => 'manual', 'confirmed' => '1', 'policyagreed' => '0', 'deleted' => '0',
-            'suspended' => '0', 'mnethostid' => '1', 'username' => 's.mensah', 'password' => self::PASSWORD_HASH,
-            'idnumber' => 'S-2026-0042', 'firstname' => 'Sena', 'lastname' => 'Mênsah', 'email' => 's.mensah@example.edu',
-            'emailstop' => '0', 'phone1' => '+233 20 000 0000', 'phone2' => '', 'institution' => 'Faculty of Science',
-            'department' => 'Physics', 'address' => '', 'city' => 'Accra', 'country' => 'GH', 'lang' => 'en',
-            'calendartype' => 'gregorian', 'theme' => '', 'timezone' => '99', 'firstaccess' => '0', 'lastaccess' => '0',
-            'lastlogin' => '0', 'currentlogin' => '0', 'lastip' => '192.0.2.7', 'secret' => 'abc', 'picture' => '0',
-            'description' => '<p>Hi</p>', 'descriptionformat' => '1', 'mailformat' => '1', 'maildigest' => '0',
-            'maildisplay' => '2', 'autosubscribe' => '1', 'trackforums' => '0', 'timecreated' => '1795511702',
-            'timemodified' => '1795511702', 'trustbitmask' => '0', 'imagealt' => null, 'lastnamephonetic' => null,
-            'firstnamephonetic' => null, 'middlename' => null, 'alternatename' => null, 'moodlenetprofile' => null,
-        ];
-    }
-
-    /**
-     * Returns get_data() of a user event with native PHP types.
-     *
-     * @param string $action created, updated or deleted.
-     * @param array|null $other The event's other.
-     * @return array The event data.
-     */
-    private static function user_event(string $action = 'created', ?array $other = null): array {
-        return [
-            'eventname' => "\\core\\event\\user_{$action}", 'component' => 'core', 'action' => $action,
-            'target' => 'user', 'objecttable' => 'user', 'objectid' => 42, 'crud' => $action[0], 'edulevel' => 0,
-            'contextid' => 137, 'contextlevel' => 30, 'contextinstanceid' => 42, 'userid' => 2, 'courseid' => 0,
-            'relateduserid' => 42, 'anonymous' => 0, 'other' => $other, 'timecreated' => 1795511702,
-        ];
-    }
-
-    /**
-     * Returns get_data() and the snapshot of one event of each type, with native PHP types
-     * (the fixtures test covers numeric strings).
-     *
-     * @return array[] type => [event data, snapshot]
-     */
-    private static function one_event_per_type(): array {
-        $base = ['component' => 'core', 'edulevel' => 0, 'userid' => 2, 'anonymous' => 0, 'timecreated' => 1795511702,
-            'contextid' => 201, 'contextlevel' => 50, 'contextinstanceid' => 7, 'courseid' => 7, 'relateduserid' => 42];
-        $ue = ['id' => 311, 'enrolid' => 19, 'userid' => 42, 'courseid' => 7, 'enrol' => 'self', 'status' => 0,
-            'timestart' => 0, 'timeend' => 0, 'timecreated' => 1795511702, 'timemodified' => 1795511702];
-        $ra = ['id' => 877, 'roleid' => 5, 'roleshortname' => 'student', 'userid' => 42, 'contextid' => 201,
-            'contextlevel' => 50, 'instanceid' => 7, 'component' => '', 'itemid' => 0, 'timemodified' => 1795511702];
-        $cohort = ['cohortid' => 3, 'userid' => 42, 'cohortidnumber' => 'PHYS-2026', 'cohortname' => 'Physics',
-            'timeadded' => 1795511702];
-        $system = ['contextid' => 1, 'contextlevel' => 10, 'contextinstanceid' => 0, 'courseid' => 0];
-        $userdeleted = ['username' => 's.mensah', 'email' => 's.mensah@example.edu', 'idnumber' => '',
-            'picture' => 0, 'mnethostid' => 1];
-        return [
-            'moodle.user.created' => [self::user_event('created'), self::user_row()],
-            'moodle.user.updated' => [self::user_event('updated', []), self::user_row()],
-            'moodle.user.deleted' => [self::user_event('deleted', $userdeleted), ['deleted' => 1] + self::user_row()],
-            'moodle.enrolment.created' => [['eventname' => '\\core\\event\\user_enrolment_created', 'objectid' => 311,
-                'crud' => 'c', 'other' => ['enrol' => 'self']] + $base, $ue],
-            'moodle.enrolment.updated' => [['eventname' => '\\core\\event\\user_enrolment_updated', 'objectid' => 311,
-                'crud' => 'u', 'other' => ['enrol' => 'self']] + $base, ['status' => 1] + $ue],
-            'moodle.enrolment.deleted' => [['eventname' => '\\core\\event\\user_enrolment_deleted', 'objectid' => 311,
-                'crud' => 'd', 'other' => ['userenrolment' => $ue + ['lastenrol' => false], 'enrol' => 'self']] + $base,
-                $ue + ['lastenrol' => false]],
-            'moodle.role.assigned' => [['eventname' => '\\core\\event\\role_assigned', 'objectid' => 5, 'crud' => 'c',
-                'other' => ['id' => 877, 'component' => '', 'itemid' => 0]] + $base, $ra],
-            'moodle.role.unassigned' => [['eventname' => '\\core\\event\\role_unassigned', 'objectid' => 1, 'crud' => 'd',
-                'other' => ['id' => 878, 'component' => 'enrol_cohort', 'itemid' => 4]] + $system + $base,
-                ['id' => 878, 'roleid' => 1, 'userid' => 42, 'contextid' => 1]],
-            'moodle.cohort.member_added' => [['eventname' => '\\core\\event\\cohort_member_added', 'objectid' => 3,
-                'crud' => 'c', 'other' => null, 'contextlevel' => 40, 'contextinstanceid' => 9] + $system + $base, $cohort],
-            'moodle.cohort.member_removed' => [['eventname' => '\\core\\event\\cohort_member_removed', 'objectid' => 3,
-                'crud' => 'd', 'other' => null] + $system + $base, ['cohortid' => 3, 'userid' => 42]],
-            'moodle.completion.course_completed' => [['eventname' => '\\core\\event\\course_completed', 'objectid' => 5120,
-                'crud' => 'u', 'userid' => 0, 'other' => ['relateduserid' => 42]] + $base,
-                ['id' => 5120, 'userid' => 42, 'courseid' => 7, 'timecompleted' => 1795515300, 'reaggregate' => 0]],
-            'moodle.completion.module_updated' => [['eventname' => '\\core\\event\\course_module_completion_updated',
-                'objectid' => 90210, 'crud' => 'u', 'contextlevel' => 70, 'contextinstanceid' => 61,
-                'other' => ['relateduserid' => 42, 'overrideby' => 2, 'completionstate' => 3]] + $base,
-                ['id' => 90210, 'coursemoduleid' => 61, 'userid' => 42, 'completionstate' => 3, 'overrideby' => 2,
-                    'timemodified' => 1795515000]],
-        ];
-    }
-
-    /**
      * Every kind of built event passes the shared schemas through the Rust validator.
      *
      * @return void
@@ -140,7 +52,7 @@ class envelope_builder_test extends \PHPUnit\Framework\TestCase {
         $builder = self::builder();
         $all = self::builder(snapshot::user_field_names());
         $envelopes = [];
-        foreach (self::one_event_per_type() as $type => [$eventdata, $row]) {
+        foreach (sample_events::one_per_type() as $type => [$eventdata, $row]) {
             $built = $builder->build($eventdata, $row, 1000);
             $this->assertSame($type, $built['type']);
             $envelopes[$type] = $built;
@@ -148,8 +60,8 @@ class envelope_builder_test extends \PHPUnit\Framework\TestCase {
             $envelopes["{$type} all fields"] = $all->build($eventdata, $row, 1002);
             $envelopes["{$type} resequenced"] = sequence::with_sequence($built, 1003);
         }
-        $envelopes['id only'] = self::builder([])->build(self::user_event(), self::user_row());
-        $envelopes['null other'] = $builder->build(self::user_event('updated', null), self::user_row());
+        $envelopes['id only'] = self::builder([])->build(sample_events::user_event(), sample_events::user_row());
+        $envelopes['null other'] = $builder->build(sample_events::user_event('updated', null), sample_events::user_row());
         relay_validator::assert_all_valid($envelopes);
     }
 
@@ -159,10 +71,10 @@ class envelope_builder_test extends \PHPUnit\Framework\TestCase {
      * @return void
      */
     public function test_validator_harness_reports_invalid_events(): void {
-        [$eventdata, $row] = self::one_event_per_type()['moodle.user.created'];
+        [$eventdata, $row] = sample_events::one_per_type()['moodle.user.created'];
         $good = self::builder()->build($eventdata, $row);
         $withpassword = $good;
-        $withpassword['data']['snapshot']['password'] = self::PASSWORD_HASH;
+        $withpassword['data']['snapshot']['password'] = sample_events::PASSWORD_HASH;
         $wrongtype = $good;
         $wrongtype['type'] = 'moodle.user.updated';
         $verdict = relay_validator::validate(array_map(
@@ -188,18 +100,18 @@ class envelope_builder_test extends \PHPUnit\Framework\TestCase {
         foreach (['created', 'updated', 'deleted'] as $action) {
             $other = $action === 'deleted' ? ['username' => 'x', 'email' => 'y', 'idnumber' => '', 'picture' => '0',
                 'mnethostid' => '1'] : null;
-            $built = $builder->build(self::user_event($action, $other), self::user_row());
+            $built = $builder->build(sample_events::user_event($action, $other), sample_events::user_row());
             $this->assertSame(['id' => 42, 'email' => 's.mensah@example.edu'], $built['data']['snapshot']);
             $json = json_encoder::encode($built);
             $this->assertStringNotContainsString('password', $json);
-            $this->assertStringNotContainsString(self::PASSWORD_HASH, $json);
+            $this->assertStringNotContainsString(sample_events::PASSWORD_HASH, $json);
             $this->assertStringNotContainsString('192.0.2.7', $json);
         }
         // The default setting carries neither, and nor does "everything the schema knows".
         foreach ([self::builder(), self::builder(snapshot::user_field_names())] as $other) {
-            $json = json_encoder::encode($other->build(self::user_event(), self::user_row()));
+            $json = json_encoder::encode($other->build(sample_events::user_event(), sample_events::user_row()));
             $this->assertStringNotContainsString('password', $json);
-            $this->assertStringNotContainsString(self::PASSWORD_HASH, $json);
+            $this->assertStringNotContainsString(sample_events::PASSWORD_HASH, $json);
         }
     }
 
@@ -209,7 +121,7 @@ class envelope_builder_test extends \PHPUnit\Framework\TestCase {
      * @return void
      */
     public function test_user_snapshot_fields(): void {
-        $built = self::builder()->build(self::user_event(), self::user_row());
+        $built = self::builder()->build(sample_events::user_event(), sample_events::user_row());
         $this->assertSame([
             'id' => 42, 'username' => 's.mensah', 'email' => 's.mensah@example.edu', 'idnumber' => 'S-2026-0042',
             'auth' => 'manual', 'firstname' => 'Sena', 'lastname' => 'Mênsah', 'institution' => 'Faculty of Science',
@@ -217,14 +129,14 @@ class envelope_builder_test extends \PHPUnit\Framework\TestCase {
             'picture' => 0, 'timecreated' => 1795511702, 'timemodified' => 1795511702,
         ], $built['data']['snapshot']);
 
-        $built = self::builder(['lastname', 'suspended', 'city'])->build(self::user_event(), self::user_row());
+        $built = self::builder(['lastname', 'suspended', 'city'])->build(sample_events::user_event(), sample_events::user_row());
         $this->assertSame(
             ['id' => 42, 'lastname' => 'Mênsah', 'city' => 'Accra', 'suspended' => false],
             $built['data']['snapshot']
         );
 
         // Nullable DB columns that are NULL are left out rather than sent as null (the schema wants strings).
-        $built = self::builder(['middlename', 'alternatename'])->build(self::user_event(), self::user_row());
+        $built = self::builder(['middlename', 'alternatename'])->build(sample_events::user_event(), sample_events::user_row());
         $this->assertSame(['id' => 42], $built['data']['snapshot']);
         $this->assertSame(['id' => 42], json_decode(json_encoder::encode($built), true)['data']['snapshot']);
     }
@@ -235,7 +147,7 @@ class envelope_builder_test extends \PHPUnit\Framework\TestCase {
      * @return void
      */
     public function test_other_snapshots_drop_unknown_columns(): void {
-        $events = self::one_event_per_type();
+        $events = sample_events::one_per_type();
         [$eventdata, $row] = $events['moodle.completion.course_completed'];
         $built = self::builder()->build($eventdata, $row + ['password' => 'x']);
         $this->assertSame(
@@ -251,9 +163,9 @@ class envelope_builder_test extends \PHPUnit\Framework\TestCase {
      */
     public function test_unknown_event_class_refused(): void {
         foreach (['\\core\\event\\course_viewed', '\\core\\event\\user_password_updated', '', null] as $eventname) {
-            $eventdata = ['eventname' => $eventname] + self::user_event();
+            $eventdata = ['eventname' => $eventname] + sample_events::user_event();
             try {
-                self::builder()->build($eventdata, self::user_row());
+                self::builder()->build($eventdata, sample_events::user_row());
                 $this->fail('Event class ' . var_export($eventname, true) . ' was accepted');
             } catch (\InvalidArgumentException $e) {
                 $this->assertStringContainsString((string) ($eventname ?: 'eventname'), $e->getMessage());
@@ -267,8 +179,8 @@ class envelope_builder_test extends \PHPUnit\Framework\TestCase {
      * @return void
      */
     public function test_class_without_leading_backslash(): void {
-        $eventdata = ['eventname' => 'core\\event\\user_created'] + self::user_event();
-        $built = self::builder()->build($eventdata, self::user_row());
+        $eventdata = ['eventname' => 'core\\event\\user_created'] + sample_events::user_event();
+        $built = self::builder()->build($eventdata, sample_events::user_row());
         $this->assertSame('\\core\\event\\user_created', $built['moodleevent']);
         $this->assertSame('moodle.user.created', $built['type']);
         $this->assertStringContainsString(
@@ -368,7 +280,7 @@ class envelope_builder_test extends \PHPUnit\Framework\TestCase {
      */
     public function test_wwwroot_is_the_source(): void {
         foreach (['http://localhost', 'http://localhost:8080/moodle', 'https://lms.example.edu/moodle'] as $wwwroot) {
-            $built = (new envelope_builder('lms-prod', $wwwroot))->build(self::user_event(), self::user_row());
+            $built = (new envelope_builder('lms-prod', $wwwroot))->build(sample_events::user_event(), sample_events::user_row());
             $this->assertSame($wwwroot, $built['source']);
         }
     }
@@ -397,7 +309,7 @@ class envelope_builder_test extends \PHPUnit\Framework\TestCase {
      * @return void
      */
     public function test_with_sequence(): void {
-        $built = self::builder()->build(self::user_event(), self::user_row());
+        $built = self::builder()->build(sample_events::user_event(), sample_events::user_row());
         $this->assertSame('00000000000000000000', $built['sequence']);
         $resequenced = sequence::with_sequence($built, 1017);
         $this->assertSame('00000000000000001017', $resequenced['sequence']);
@@ -408,7 +320,8 @@ class envelope_builder_test extends \PHPUnit\Framework\TestCase {
         $this->assertSame($expected, $resequenced);
         $this->assertSame('00000000000000000007', sequence::with_sequence($resequenced, 7)['sequence']);
 
-        $this->assertSame('00000000000000000099', self::builder()->build(self::user_event(), self::user_row(), 99)['sequence']);
+        $built = self::builder()->build(sample_events::user_event(), sample_events::user_row(), 99);
+        $this->assertSame('00000000000000000099', $built['sequence']);
 
         try {
             sequence::with_sequence($built, -5);
@@ -427,8 +340,8 @@ class envelope_builder_test extends \PHPUnit\Framework\TestCase {
      */
     public function test_ids(): void {
         $builder = self::builder();
-        $first = $builder->build(self::user_event(), self::user_row());
-        $second = $builder->build(self::user_event(), self::user_row());
+        $first = $builder->build(sample_events::user_event(), sample_events::user_row());
+        $second = $builder->build(sample_events::user_event(), sample_events::user_row());
         $v4 = '/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/D';
         $this->assertMatchesRegularExpression($v4, $first['id']);
         $this->assertMatchesRegularExpression($v4, $second['id']);
@@ -437,11 +350,11 @@ class envelope_builder_test extends \PHPUnit\Framework\TestCase {
         $this->assertSame($first, $second, 'only the id differs between two builds of the same event');
 
         $given = '0f8e2f4c-7a6b-4d1e-9c3a-5b2d8e6f1a01';
-        $this->assertSame($given, $builder->build(self::user_event(), self::user_row(), 0, $given)['id']);
+        $this->assertSame($given, $builder->build(sample_events::user_event(), sample_events::user_row(), 0, $given)['id']);
 
         foreach (['0F8E2F4C-7A6B-4D1E-9C3A-5B2D8E6F1A01', 'not-a-uuid', ''] as $bad) {
             try {
-                $builder->build(self::user_event(), self::user_row(), 0, $bad);
+                $builder->build(sample_events::user_event(), sample_events::user_row(), 0, $bad);
                 $this->fail("Id '{$bad}' was accepted");
             } catch (\InvalidArgumentException $e) {
                 $this->assertStringContainsString('Invalid event id', $e->getMessage());
@@ -456,7 +369,7 @@ class envelope_builder_test extends \PHPUnit\Framework\TestCase {
      */
     public function test_json_unescaped(): void {
         $builder = new envelope_builder('lms-prod', 'https://lms.example.edu/moodle');
-        $json = json_encoder::encode($builder->build(self::user_event(), self::user_row()));
+        $json = json_encoder::encode($builder->build(sample_events::user_event(), sample_events::user_row()));
         $this->assertStringContainsString('"source":"https://lms.example.edu/moodle"', $json);
         $this->assertStringContainsString('"lastname":"Mênsah"', $json);
         $this->assertStringNotContainsString('\\/', $json);
@@ -464,9 +377,9 @@ class envelope_builder_test extends \PHPUnit\Framework\TestCase {
         $this->assertStringNotContainsString("\n", $json);
         $this->assertStringStartsWith('{"specversion":"1.0","id":"', $json);
 
-        $row = ['lastname' => "M\xEAnsah"] + self::user_row();
+        $row = ['lastname' => "M\xEAnsah"] + sample_events::user_row();
         $this->expectException(\JsonException::class);
-        json_encoder::encode($builder->build(self::user_event(), $row));
+        json_encoder::encode($builder->build(sample_events::user_event(), $row));
     }
 
     /**
@@ -476,18 +389,18 @@ class envelope_builder_test extends \PHPUnit\Framework\TestCase {
      */
     public function test_other_encoding(): void {
         $builder = self::builder();
-        $json = json_encoder::encode($builder->build(self::user_event('updated', []), self::user_row()));
+        $json = json_encoder::encode($builder->build(sample_events::user_event('updated', []), sample_events::user_row()));
         $this->assertStringContainsString('"other":{}', $json);
-        $json = json_encoder::encode($builder->build(self::user_event('updated', null), self::user_row()));
+        $json = json_encoder::encode($builder->build(sample_events::user_event('updated', null), sample_events::user_row()));
         $this->assertStringContainsString('"other":null', $json);
-        $json = json_encoder::encode($builder->build(self::user_event('updated', ['a', 'b']), self::user_row()));
+        $json = json_encoder::encode($builder->build(sample_events::user_event('updated', ['a', 'b']), sample_events::user_row()));
         $this->assertStringContainsString('"other":{"0":"a","1":"b"}', $json);
-        [$eventdata, $row] = self::one_event_per_type()['moodle.enrolment.deleted'];
+        [$eventdata, $row] = sample_events::one_per_type()['moodle.enrolment.deleted'];
         $eventdata['other'] = ['enrol' => 'self', 'userenrolment' => []];
         $json = json_encoder::encode($builder->build($eventdata, $row));
         $this->assertStringContainsString('"other":{"enrol":"self","userenrolment":{}}', $json);
         $other = (object) ['note' => (object) ['x' => 1]];
-        $built = $builder->build(['other' => $other] + self::user_event('updated'), self::user_row());
+        $built = $builder->build(['other' => $other] + sample_events::user_event('updated'), sample_events::user_row());
         $this->assertSame(['note' => ['x' => 1]], $built['data']['other']);
     }
 
@@ -498,7 +411,7 @@ class envelope_builder_test extends \PHPUnit\Framework\TestCase {
      */
     public function test_other_casts(): void {
         $builder = self::builder();
-        $events = self::one_event_per_type();
+        $events = sample_events::one_per_type();
 
         [$eventdata, $row] = $events['moodle.role.assigned'];
         $eventdata['other'] = ['id' => '877', 'component' => '', 'itemid' => '0', 'extra' => '5'];
@@ -545,9 +458,9 @@ class envelope_builder_test extends \PHPUnit\Framework\TestCase {
     public function test_event_field_casts(): void {
         $eventdata = array_map(function ($value) {
             return is_int($value) ? (string) $value : $value;
-        }, self::user_event());
+        }, sample_events::user_event());
         $eventdata['userid'] = null;
-        $data = self::builder()->build($eventdata, self::user_row())['data'];
+        $data = self::builder()->build($eventdata, sample_events::user_row())['data'];
         $this->assertSame(['objectid' => 42, 'userid' => null, 'relateduserid' => 42, 'courseid' => 0, 'contextid' => 137,
             'crud' => 'c', 'anonymous' => 0, 'timecreated' => 1795511702], array_slice($data, 0, 8, true));
         $this->assertSame(['contextlevel' => 30, 'contextinstanceid' => 42], array_slice($data, 10, null, true));
@@ -557,10 +470,10 @@ class envelope_builder_test extends \PHPUnit\Framework\TestCase {
             'timecreated ' => null, 'crud' => 'x', 'contextid ' => null];
         foreach ($cases as $field => $value) {
             $field = trim($field);
-            $bad = self::user_event();
+            $bad = sample_events::user_event();
             $bad[$field] = $value;
             try {
-                self::builder()->build($bad, self::user_row());
+                self::builder()->build($bad, sample_events::user_row());
                 $this->fail("{$field} = " . var_export($value, true) . ' was accepted');
             } catch (\InvalidArgumentException $e) {
                 $this->assertStringContainsString($field, $e->getMessage());
@@ -577,9 +490,9 @@ class envelope_builder_test extends \PHPUnit\Framework\TestCase {
         $zone = date_default_timezone_get();
         try {
             date_default_timezone_set('Pacific/Auckland');
-            $built = self::builder()->build(['timecreated' => '0'] + self::user_event(), self::user_row());
+            $built = self::builder()->build(['timecreated' => '0'] + sample_events::user_event(), sample_events::user_row());
             $this->assertSame('1970-01-01T00:00:00Z', $built['time']);
-            $built = self::builder()->build(self::user_event(), self::user_row());
+            $built = self::builder()->build(sample_events::user_event(), sample_events::user_row());
             $this->assertSame('2026-11-24T09:15:02Z', $built['time']);
         } finally {
             date_default_timezone_set($zone);
@@ -615,7 +528,7 @@ class envelope_builder_test extends \PHPUnit\Framework\TestCase {
      * @return void
      */
     public function test_subject(string $type, array $changes, string $subject): void {
-        [$eventdata, $row] = self::one_event_per_type()[$type];
+        [$eventdata, $row] = sample_events::one_per_type()[$type];
         $this->assertSame($subject, self::builder()->build($changes + $eventdata, $row)['subject']);
     }
 
@@ -625,7 +538,7 @@ class envelope_builder_test extends \PHPUnit\Framework\TestCase {
      * @return void
      */
     public function test_subject_needs_ids(): void {
-        $events = self::one_event_per_type();
+        $events = sample_events::one_per_type();
         $cases = [
             ['moodle.user.created', ['relateduserid' => null], 'relateduserid'],
             ['moodle.enrolment.updated', ['courseid' => 0], 'courseid'],
@@ -649,7 +562,7 @@ class envelope_builder_test extends \PHPUnit\Framework\TestCase {
      * @return void
      */
     public function test_snapshot_required_fields(): void {
-        [$eventdata, $row] = self::one_event_per_type()['moodle.role.assigned'];
+        [$eventdata, $row] = sample_events::one_per_type()['moodle.role.assigned'];
         unset($row['roleid']);
         $this->expectException(\InvalidArgumentException::class);
         $this->expectExceptionMessage("'roleid'");
@@ -662,7 +575,7 @@ class envelope_builder_test extends \PHPUnit\Framework\TestCase {
      * @return void
      */
     public function test_backfill(): void {
-        [$eventdata, $row] = self::one_event_per_type()['moodle.enrolment.created'];
+        [$eventdata, $row] = sample_events::one_per_type()['moodle.enrolment.created'];
         $id = '6f7a8b9c-0d1e-4f2a-9b4c-5d6e7f8a9b16';
         $normal = self::builder()->build($eventdata, $row, 5, $id);
         $backfill = self::builder()->build($eventdata, $row, 5, $id, true);
@@ -679,7 +592,7 @@ class envelope_builder_test extends \PHPUnit\Framework\TestCase {
      * @return void
      */
     public function test_envelope_attributes(): void {
-        [$eventdata, $row] = self::one_event_per_type()['moodle.cohort.member_added'];
+        [$eventdata, $row] = sample_events::one_per_type()['moodle.cohort.member_added'];
         $built = (new envelope_builder('site-7', 'http://moodle.test'))->build($eventdata, $row, 12);
         $this->assertSame(['specversion', 'id', 'source', 'type', 'subject', 'time', 'datacontenttype', 'dataschema',
             'moodlesite', 'moodleevent', 'sequence', 'data'], array_keys($built));

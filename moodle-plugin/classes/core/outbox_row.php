@@ -19,8 +19,9 @@ namespace local_eventrelay\core;
 /**
  * One outbox row: an observed event waiting to be published.
  *
- * The row id is the event's per-site `sequence`. The stored envelope has sequence 0 (the id is known
- * only after the insert); {@see outbox_row::body()} gives the message body with the sequence set.
+ * The row id is the event's per-site `sequence`, known only after the insert. The row holds either what the
+ * observer recorded of the event ({@see recorded_event}) or a whole envelope with sequence 0 (the backfill,
+ * rows of earlier versions); {@see outbox_row::body()} gives the message body with the sequence set.
  *
  * @package    local_eventrelay
  * @copyright  2026 Moodle Event Relay contributors
@@ -39,7 +40,7 @@ class outbox_row {
     /** @var string Routing key, e.g. "lms-prod.user.created". */
     public $routingkey;
 
-    /** @var string The whole envelope as JSON, as observed. */
+    /** @var string The recorded event, or the whole envelope, as JSON. */
     public $envelope;
 
     /** @var int Failed publish attempts so far. */
@@ -52,7 +53,7 @@ class outbox_row {
      * @param string $eventid Event id.
      * @param string $eventtype CloudEvent type.
      * @param string $routingkey Routing key.
-     * @param string $envelope Envelope JSON.
+     * @param string $envelope The recorded event or envelope, as JSON.
      * @param int $attempts Failed attempts so far.
      */
     public function __construct(
@@ -90,16 +91,27 @@ class outbox_row {
     }
 
     /**
-     * Returns the message body: the stored envelope with `sequence` set to the row id.
+     * Returns the message body: the event's envelope with `sequence` set to the row id.
      *
-     * Decoded to objects and encoded again with {@see json_encoder::FLAGS}, so empty objects stay objects
-     * and every other attribute, key order included, is exactly what was observed.
+     * A recorded event ({@see recorded_event}) is built now, with the builder of the site its routing key names.
+     * A stored envelope is decoded to objects and encoded again with {@see json_encoder::FLAGS}, so empty
+     * objects stay objects and every other attribute, key order included, is exactly what was observed.
      *
+     * @param callable|null $builderfor Gives the {@see envelope_builder} of a site id; needed for recorded events.
      * @return string The JSON body.
-     * @throws \JsonException When the stored envelope is not JSON.
-     * @throws \UnexpectedValueException When it is not an event envelope.
+     * @throws \JsonException When the stored JSON is broken.
+     * @throws \UnexpectedValueException When it is neither an envelope nor a recorded event, or no builder is given.
+     * @throws \InvalidArgumentException When the builder refuses a recorded event's facts.
      */
-    public function body(): string {
+    public function body(?callable $builderfor = null): string {
+        if (recorded_event::is_recorded($this->envelope)) {
+            if ($builderfor === null) {
+                throw new \UnexpectedValueException("Outbox row {$this->id} holds a recorded event and no builder was given");
+            }
+            $siteid = strstr($this->routingkey, '.', true);
+            $envelope = recorded_event::envelope($this->envelope, $builderfor($siteid), $this->id, $this->eventid);
+            return json_encoder::encode($envelope);
+        }
         $envelope = json_decode($this->envelope, false, 512, JSON_THROW_ON_ERROR);
         if (!is_object($envelope) || !property_exists($envelope, 'sequence') || !property_exists($envelope, 'id')) {
             throw new \UnexpectedValueException("Outbox row {$this->id} does not hold an event envelope");

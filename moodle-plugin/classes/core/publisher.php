@@ -40,16 +40,19 @@ use PhpAmqpLib\Message\AMQPMessage;
  */
 class publisher {
     /** @var string The `app_id` of every message the plugin publishes. */
-    const APP_ID = 'local_eventrelay';
+    public const APP_ID = 'local_eventrelay';
 
     /** @var string The `content_type` of every message: CloudEvents structured mode. */
-    const CONTENT_TYPE = 'application/cloudevents+json';
+    public const CONTENT_TYPE = 'application/cloudevents+json';
 
     /** @var int Persistent: survives a broker restart once confirmed. */
-    const DELIVERY_MODE_PERSISTENT = 2;
+    public const DELIVERY_MODE_PERSISTENT = 2;
 
     /** @var connection_settings Where to publish. */
     private $settings;
+
+    /** @var callable|null Gives the envelope builder of a site id, for rows that hold a recorded event. */
+    private $builderfor;
 
     /** @var AbstractConnection|null The open connection, if any. */
     private $connection = null;
@@ -67,9 +70,11 @@ class publisher {
      * Makes a publisher; nothing is opened until the first publish.
      *
      * @param connection_settings $settings Broker and exchange.
+     * @param callable|null $builderfor Gives the {@see envelope_builder} of a site id ({@see outbox_row::body()}).
      */
-    public function __construct(connection_settings $settings) {
+    public function __construct(connection_settings $settings, ?callable $builderfor = null) {
         $this->settings = $settings;
+        $this->builderfor = $builderfor;
     }
 
     /**
@@ -107,9 +112,9 @@ class publisher {
         try {
             foreach ($rows as $row) {
                 try {
-                    $body = $row->body();
+                    $body = $row->body($this->builderfor);
                 } catch (\Throwable $e) {
-                    $result->failed[$row->id] = 'Unreadable envelope: ' . $this->settings->redact($e->getMessage());
+                    $result->failed[$row->id] = 'Unreadable event: ' . $this->settings->redact($e->getMessage());
                     continue;
                 }
                 $byeventid[$row->eventid] = $row->id;

@@ -33,16 +33,34 @@ use local_eventrelay\core\snapshot;
  */
 class config {
     /** @var string The plugin's component name. */
-    const COMPONENT = 'local_eventrelay';
+    public const COMPONENT = 'local_eventrelay';
 
     /** @var int Default seconds after which the oldest outbox row makes the age check warn. */
-    const DEFAULT_AGE_WARNING = 600;
+    public const DEFAULT_AGE_WARNING = 600;
 
     /** @var int Default seconds after which the oldest outbox row makes the age check fail. */
-    const DEFAULT_AGE_ERROR = 3600;
+    public const DEFAULT_AGE_ERROR = 3600;
 
     /** @var \stdClass The raw settings. */
     private $raw;
+
+    /** @var bool[] Event type => whether it is recorded, as asked so far. */
+    private $relays = [];
+
+    /** @var envelope_builder|null The builder, once asked for. */
+    private $builder = null;
+
+    /** @var string The wwwroot the builder was made for. */
+    private $builderwwwroot = '';
+
+    /** @var envelope_builder[] Site id => builder, for rows recorded under another site id. */
+    private $otherbuilders = [];
+
+    /** @var array|null The settings {@see config::load()} read last. */
+    private static $lastread = null;
+
+    /** @var config|null What {@see config::load()} made of them. */
+    private static $lastloaded = null;
 
     /**
      * Wraps raw settings.
@@ -56,10 +74,19 @@ class config {
     /**
      * Reads the current settings (get_config() is cached per request by Moodle).
      *
+     * The observer calls this for every event: while the settings are the same as last time, the same object
+     * answers, with what it worked out from them (the types it relays, the envelope builder) kept. A setting
+     * changed in the same request (set_config) makes a new one.
+     *
      * @return self The settings.
      */
     public static function load(): self {
-        return new self((object) get_config(self::COMPONENT));
+        $raw = (array) get_config(self::COMPONENT);
+        if (self::$lastloaded === null || self::$lastread !== $raw) {
+            self::$lastread = $raw;
+            self::$lastloaded = new self((object) $raw);
+        }
+        return self::$lastloaded;
     }
 
     /**
@@ -117,11 +144,11 @@ class config {
      * @return bool True when recording and the type is enabled.
      */
     public function relays(string $type): bool {
-        if (!$this->is_recording()) {
-            return false;
+        if (!isset($this->relays[$type])) {
+            $types = $this->enabled_types();
+            $this->relays[$type] = $this->is_recording() && ($types === null || in_array($type, $types, true));
         }
-        $types = $this->enabled_types();
-        return $types === null || in_array($type, $types, true);
+        return $this->relays[$type];
     }
 
     /**
@@ -145,13 +172,30 @@ class config {
     public function builder(): envelope_builder {
         global $CFG;
         // Built once per request and settings: a bulk job builds thousands of envelopes with it.
-        static $builders = [];
-        $fields = $this->snapshot_fields();
-        $key = $this->site_id() . "\n" . $CFG->wwwroot . "\n" . implode(',', $fields);
-        if (!isset($builders[$key])) {
-            $builders[$key] = new envelope_builder($this->site_id(), $CFG->wwwroot, $fields);
+        if ($this->builder === null || $this->builderwwwroot !== $CFG->wwwroot) {
+            $this->builder = new envelope_builder($this->site_id(), $CFG->wwwroot, $this->snapshot_fields());
+            $this->builderwwwroot = $CFG->wwwroot;
         }
-        return $builders[$key];
+        return $this->builder;
+    }
+
+    /**
+     * Returns the envelope builder of a site id: this site's builder for its own id, else one made for that id
+     * (an event recorded before the site id was changed is published under the id it was recorded with).
+     *
+     * @param string $siteid The site id, from an outbox row's routing key.
+     * @return envelope_builder The builder.
+     * @throws \InvalidArgumentException When the site id or wwwroot is invalid.
+     */
+    public function builder_for_site(string $siteid): envelope_builder {
+        global $CFG;
+        if ($siteid === $this->site_id()) {
+            return $this->builder();
+        }
+        if (!isset($this->otherbuilders[$siteid])) {
+            $this->otherbuilders[$siteid] = new envelope_builder($siteid, $CFG->wwwroot, $this->snapshot_fields());
+        }
+        return $this->otherbuilders[$siteid];
     }
 
     /**

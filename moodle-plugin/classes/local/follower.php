@@ -40,22 +40,22 @@ use local_eventrelay\core\publisher;
  */
 class follower {
     /** @var string Name of the lock held while following. */
-    const LOCK_RESOURCE = 'follow';
+    public const LOCK_RESOURCE = 'follow';
 
     /** @var float Seconds between polls right after work. */
-    const IDLE_MIN = 0.05;
+    public const IDLE_MIN = 0.05;
 
     /** @var float Default longest wait between polls when idle. */
-    const DEFAULT_IDLE_MAX = 0.5;
+    public const DEFAULT_IDLE_MAX = 0.5;
 
     /** @var float Longest wait after a broker failure. */
-    const ERROR_MAX = 30.0;
+    public const ERROR_MAX = 30.0;
 
     /** @var int Seconds before a row the broker refused is tried again. */
-    const RETRY_DELAY = 10;
+    public const RETRY_DELAY = 10;
 
     /** @var int Seconds without a publish after which the connection is checked before use. */
-    const PING_AFTER = 60;
+    public const PING_AFTER = 60;
 
     /** @var config The settings. */
     private $config;
@@ -111,7 +111,7 @@ class follower {
             return null;
         }
         $this->catch_signals();
-        $publisher = new publisher($this->config->connection());
+        $publisher = new publisher($this->config->connection(), [$this->config, 'builder_for_site']);
         $drainer = new drainer(
             new db_outbox_store(self::RETRY_DELAY),
             $publisher,

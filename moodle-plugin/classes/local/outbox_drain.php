@@ -35,7 +35,7 @@ use local_eventrelay\core\publisher;
  */
 class outbox_drain {
     /** @var string Name of the lock, in the plugin's lock type. */
-    const LOCK_RESOURCE = 'drain';
+    public const LOCK_RESOURCE = 'drain';
 
     /**
      * Drains the outbox if no other drain is running.
@@ -56,7 +56,7 @@ class outbox_drain {
         if (!$lock) {
             return null;
         }
-        $publisher = new publisher($config->connection());
+        $publisher = new publisher($config->connection(), [$config, 'builder_for_site']);
         try {
             spool_store::instance()->move_to_outbox($progress);
             $drainer = new drainer(new db_outbox_store(), $publisher, $config->batch_size(), $progress);

@@ -37,13 +37,13 @@ namespace local_eventrelay\local;
  */
 class outbox_writer {
     /** @var string The outbox table. */
-    const TABLE = 'local_eventrelay_outbox';
+    public const TABLE = 'local_eventrelay_outbox';
 
     /** @var int Buffered rows that trigger a write (Moodle's standard log store buffers 50 entries). */
-    const BUFFER_ROWS = 100;
+    public const BUFFER_ROWS = 100;
 
     /** @var float Seconds a buffered row may wait for more rows, checked whenever a row is added. */
-    const BUFFER_SECONDS = 1.0;
+    public const BUFFER_SECONDS = 1.0;
 
     /** @var outbox_writer|null The writer of this request or script. */
     private static $instance = null;
@@ -91,7 +91,7 @@ class outbox_writer {
      */
     public function write(\core\event\base $event, \stdClass $row): void {
         global $DB;
-        // attempts and spooled start at their column defaults (0): fewer values to send per row.
+        // The columns attempts and spooled start at their defaults (0): fewer values to send per row.
         if ($DB->is_transaction_started()) {
             try {
                 $DB->insert_record(self::TABLE, $row, false);

@@ -38,7 +38,7 @@ use core_privacy\local\request\writer;
  */
 class provider implements core_userlist_provider, metadata_provider, plugin_provider {
     /** @var string The outbox table. */
-    const TABLE = 'local_eventrelay_outbox';
+    public const TABLE = 'local_eventrelay_outbox';
 
     /**
      * Describes the personal data the plugin stores and sends.
@@ -111,13 +111,28 @@ class provider implements core_userlist_provider, metadata_provider, plugin_prov
                 $events[] = (object) [
                     'eventtype' => $row->eventtype,
                     'timecreated' => \core_privacy\local\request\transform::datetime($row->timecreated),
-                    'event' => json_decode($row->envelope),
+                    'event' => self::event_of($row),
                 ];
             }
             writer::with_context($context)->export_data(
                 [get_string('pluginname', 'local_eventrelay'), get_string('privacy:outbox', 'local_eventrelay')],
                 (object) ['events' => $events]
             );
+        }
+    }
+
+    /**
+     * Returns an outbox row's event as it will be published; as recorded when it cannot be built.
+     *
+     * @param \stdClass $row The row.
+     * @return mixed The event, decoded.
+     */
+    private static function event_of(\stdClass $row) {
+        try {
+            $config = \local_eventrelay\local\config::load();
+            return json_decode(\local_eventrelay\core\outbox_row::from_record($row)->body([$config, 'builder_for_site']));
+        } catch (\Throwable $e) {
+            return json_decode($row->envelope);
         }
     }
 

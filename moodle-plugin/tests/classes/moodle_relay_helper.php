@@ -31,7 +31,7 @@ use PhpAmqpLib\Connection\AMQPStreamConnection;
  */
 class moodle_relay_helper {
     /** @var string Site id the tests record events for. */
-    const SITE_ID = 'test-site';
+    public const SITE_ID = 'test-site';
 
     /**
      * Configures the plugin to record every event type, without a broker.
@@ -66,6 +66,17 @@ class moodle_relay_helper {
         global $DB;
         self::end_request();
         return array_values($DB->get_records('local_eventrelay_outbox', null, 'id ASC'));
+    }
+
+    /**
+     * Returns the message body the drain would publish for an outbox row.
+     *
+     * @param \stdClass $row The row, as read from the outbox.
+     * @return string The JSON body, sequence set.
+     */
+    public static function body(\stdClass $row): string {
+        $config = \local_eventrelay\local\config::load();
+        return \local_eventrelay\core\outbox_row::from_record($row)->body([$config, 'builder_for_site']);
     }
 
     /**
