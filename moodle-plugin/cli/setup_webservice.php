@@ -38,6 +38,7 @@ use local_eventrelay\local\webservice_setup;
     'iprestriction' => '',
     'rotate' => false,
     'revoke-old' => false,
+    'token-file' => '',
 ], ['h' => 'help']);
 if ($unrecognised) {
     cli_error(get_string('cliunknowoption', 'admin', implode(PHP_EOL . '  ', $unrecognised)));
@@ -48,7 +49,8 @@ if ($options['help']) {
   - a role with exactly the capabilities of the enrichment functions, assigned at system level;
   - an external service with exactly core_user_get_users_by_field, core_course_get_courses_by_field,
     core_completion_get_course_completion_status and core_webservice_get_site_info, authorised users only;
-  - a token that expires. The token is printed once, on standard output, and never again.
+  - a token that expires. The token is printed once, on standard output (or written to --token-file), and
+    never again.
 
 Options:
   --username=NAME       Service user (default eventrelay).
@@ -58,6 +60,8 @@ Options:
   --iprestriction=LIST  Addresses allowed to use a new token, e.g. 10.0.0.0/8 (default: any).
   --rotate              Make a new token even if one exists; the old one keeps working until --revoke-old.
   --revoke-old          Delete every token of the service user for the service except the newest.
+  --token-file=PATH     Write a new token to PATH (mode 0600) instead of standard output, with a second line
+                        expires_at=<time> that the worker reads for its token-expiry metric and alert.
   -h, --help            Print this help.
 
 Zero-downtime rotation: run with --rotate, give the new token to the worker (token_file), then --revoke-old.
@@ -86,7 +90,19 @@ if ($options['revoke-old']) {
 foreach ($setup->log as $line) {
     cli_problem($line);
 }
-if ($newtoken !== null) {
+if ($newtoken !== null && $options['token-file'] !== '') {
+    // Written whole or not at all: a worker re-reading the file never sees half a token.
+    $path = $options['token-file'];
+    $temp = $path . '.' . getmypid() . '.tmp';
+    $old = umask(0077);
+    $written = file_put_contents($temp, webservice_setup::token_file_text($newtoken, $setup->lastvaliduntil));
+    umask($old);
+    if ($written === false || !rename($temp, $path)) {
+        @unlink($temp);
+        cli_error("Could not write the token file {$path}; the new token is not shown. Run again with --rotate.");
+    }
+    cli_problem("Wrote the new token to {$path}.");
+} else if ($newtoken !== null) {
     // The only place the token is ever printed: standard output, alone on its line, for "> token_file".
     echo $newtoken . PHP_EOL;
 }

@@ -106,4 +106,21 @@ final class webservice_setup_test extends \advanced_testcase {
         $this->assertSame(1, $setup->revoke_old($user, $service));
         $this->assertSame([$second], array_column($setup->tokens($user, $service), 'token'));
     }
+
+    /**
+     * A token file names the token's expiry in the form the worker reads (expires_at=, RFC 3339 UTC).
+     *
+     * @return void
+     */
+    public function test_token_file_says_when_the_token_expires(): void {
+        $this->resetAfterTest();
+        $this->setAdminUser();
+        $setup = new webservice_setup();
+        [$user, $service] = $setup->ensure_all();
+        $token = $setup->create_token($user, $service, 30, '');
+        $this->assertSame((int) $setup->tokens($user, $service)[0]->validuntil, $setup->lastvaliduntil);
+        $this->assertSame("abc\nexpires_at=2027-06-30T00:00:00Z\n", webservice_setup::token_file_text('abc', 1814313600));
+        $this->assertSame("abc\n", webservice_setup::token_file_text('abc', 0));
+        $this->assertStringStartsWith($token . "\nexpires_at=", webservice_setup::token_file_text($token, $setup->lastvaliduntil));
+    }
 }

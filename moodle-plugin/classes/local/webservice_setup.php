@@ -28,7 +28,7 @@ namespace local_eventrelay\local;
  */
 class webservice_setup {
     /** @var string[] The web-service functions the relay worker calls (DESIGN.md §4 enrichment and probe). */
-    const FUNCTIONS = [
+    public const FUNCTIONS = [
         'core_user_get_users_by_field',
         'core_course_get_courses_by_field',
         'core_completion_get_course_completion_status',
@@ -41,7 +41,7 @@ class webservice_setup {
      * without its optional write capability moodle/user:update); seeing any course, hidden ones too
      * (core_course_get_courses_by_field); completion reports (core_completion_get_course_completion_status).
      */
-    const CAPABILITIES = [
+    public const CAPABILITIES = [
         'webservice/rest:use',
         'moodle/user:viewdetails',
         'moodle/user:viewhiddendetails',
@@ -64,6 +64,9 @@ class webservice_setup {
 
     /** @var string[] What was done, for the CLI to print. */
     public $log = [];
+
+    /** @var int When the token {@see webservice_setup::create_token()} made last expires (Unix time). */
+    public $lastvaliduntil = 0;
 
     /**
      * Makes a setup.
@@ -273,16 +276,29 @@ class webservice_setup {
     }
 
     /**
+     * Returns what a token file for the relay worker holds: the token on the first line, then when it expires
+     * (`expires_at=`, RFC 3339 UTC), which the worker exports for the token-expiry alert.
+     *
+     * @param string $token The token.
+     * @param int $validuntil When it expires (Unix time); 0 for never (no expires_at line then).
+     * @return string The file's text.
+     */
+    public static function token_file_text(string $token, int $validuntil): string {
+        return $token . "\n" . ($validuntil > 0 ? 'expires_at=' . gmdate('Y-m-d\TH:i:s\Z', $validuntil) . "\n" : '');
+    }
+
+    /**
      * Creates a token.
      *
      * @param \stdClass $user The service user.
      * @param \stdClass $service The service.
      * @param int $validdays Days until it expires.
      * @param string $iprestriction Allowed addresses (Moodle's syntax), '' for any.
-     * @return string The token, to be shown once.
+     * @return string The token, to be shown once; {@see webservice_setup::$lastvaliduntil} says until when.
      */
     public function create_token(\stdClass $user, \stdClass $service, int $validdays, string $iprestriction): string {
         $validuntil = time() + max(1, $validdays) * DAYSECS;
+        $this->lastvaliduntil = $validuntil;
         $token = \core_external\util::generate_token(
             EXTERNAL_TOKEN_PERMANENT,
             $service,
