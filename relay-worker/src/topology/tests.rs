@@ -68,11 +68,32 @@ fn the_shipped_definitions_match_the_example_config() {
         serde_json::from_str(include_str!("../../../deploy/rabbitmq/definitions.json"))
             .unwrap_or_else(|e| panic!("definitions.json: {e}"));
     let generated = Topology::for_config(&example).definitions();
-    for part in ["exchanges", "queues", "bindings"] {
+    for part in ["exchanges", "queues", "bindings", "permissions"] {
         assert_eq!(
             shipped[part], generated[part],
             "deploy/rabbitmq/definitions.json {part} is stale: regenerate with \
              `relay-worker --config deploy/relay-worker.example.toml definitions`"
         );
+    }
+    assert_eq!(shipped, generated, "nothing else differs either");
+}
+
+#[test]
+fn the_definitions_hold_permissions_but_no_user_and_no_secret() {
+    let c = config("[[sites]]\nid = \"a\"\n");
+    let text = Topology::for_config(&c).definitions().to_string();
+    for word in ["users", "password", "hash"] {
+        assert!(!text.contains(word), "{word:?} in the definitions: {text}");
+    }
+    let users: Vec<&str> = definitions::permissions().iter().map(|p| p.user).collect();
+    assert_eq!(users, ["relay-plugin", "relay-worker", "relay-replayer"]);
+    // RabbitMQ searches names with these patterns unanchored: each must be
+    // anchored at both ends, or "relay.dlq" would also allow "relay.dlq2".
+    for p in definitions::permissions() {
+        for pattern in [&p.configure, &p.write, &p.read] {
+            let anchored =
+                pattern == "^$" || (pattern.starts_with("^(") && pattern.ends_with(")$"));
+            assert!(anchored, "{}: {pattern} is not anchored", p.user);
+        }
     }
 }
