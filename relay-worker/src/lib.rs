@@ -22,6 +22,7 @@ pub mod config;
 pub mod connect;
 pub mod failure;
 pub mod fleet;
+pub mod health_cli;
 pub mod http;
 pub mod metrics;
 pub mod moodle;

@@ -4,10 +4,12 @@
 use std::io;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use relay_contract::Validator;
 use relay_worker::config::{Config, env_help};
+use relay_worker::health_cli;
 use relay_worker::topology::Topology;
 use relay_worker::validate_cli::{self, Format};
 
@@ -39,15 +41,28 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Print the RabbitMQ definitions (exchanges, queues, bindings) the worker
-    /// declares for this configuration, for `rabbitmqctl import_definitions`.
+    /// Print the RabbitMQ definitions (exchanges, queues, bindings and the
+    /// relay users' permissions) for this configuration, for
+    /// `deploy/rabbitmq/import.sh`.
     Definitions,
+    /// Ask a running worker's `/healthz`: exit 0 when it answers 200, 1 otherwise
+    /// (the container image's HEALTHCHECK; the image has no other HTTP client).
+    Health {
+        /// The URL to ask; default: `/healthz` on the configuration's
+        /// `worker.listen` (a wildcard address is asked on loopback).
+        #[arg(long)]
+        url: Option<String>,
+        /// Give up after this many milliseconds (connect, send and answer).
+        #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+        timeout_ms: u64,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Validate { inputs, json }) => validate(&inputs, json),
+        Some(Command::Health { url, timeout_ms }) => health(cli.config, url, timeout_ms),
         Some(Command::Definitions) => match load(cli.config) {
             Ok(config) => {
                 let text =
@@ -74,6 +89,27 @@ fn load(file: Option<PathBuf>) -> Result<Config, ExitCode> {
         eprintln!("relay-worker: invalid configuration: {e}");
         ExitCode::from(2)
     })
+}
+
+/// 0 healthy, 1 anything else (Docker reserves 2 in a HEALTHCHECK).
+fn health(file: Option<PathBuf>, url: Option<String>, timeout_ms: u64) -> ExitCode {
+    let url = match url {
+        Some(url) => url,
+        None => match load(file) {
+            Ok(config) => health_cli::url_for_listen(config.worker.listen),
+            Err(_) => return ExitCode::FAILURE,
+        },
+    };
+    match health_cli::check(&url, Duration::from_millis(timeout_ms)) {
+        Ok(()) => {
+            println!("healthy: {url}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("unhealthy: {url}: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn serve(config: Config) -> ExitCode {
