@@ -7,17 +7,20 @@ CARGO ?= cargo
 RELAY_WORKER_BIN := $(CURDIR)/target/debug/relay-worker
 PHP_SOURCES = $(shell find moodle-plugin tests/php tests/moodle -name '*.php' 2>/dev/null)
 
-.PHONY: help demo test bench test-scale deps rust rabbitmq php lint lint-moodle test-rust test-php build
+.PHONY: help demo test bench test-scale deps rust rabbitmq php nginx lint lint-moodle test-rust test-php build \
+	check-deploy image broker-tools check-broker-users
 
 help:
 	@echo "make demo   run the relay's main job on a local RabbitMQ"
 	@echo "make test   run every test: Rust, PHP and schema checks (CI runs this)"
 	@echo "make lint   rustfmt, clippy and php -l only"
+	@echo "make check-deploy  every file in deploy/ checked with its real tool (part of make test)"
+	@echo "make image  the container image, built here without a registry (buildah)"
 	@echo "make bench  relay-worker against a raw forwarder (EVENTS=100000 ROUNDS=3 BACKLOG=1000000)"
 	@echo "make test-scale  1,000 sites on 3 worker processes and a private RabbitMQ node (by hand, a few minutes)"
 
 ## Set-up: each step reuses what is there and installs or starts what is not.
-deps: rust rabbitmq php
+deps: rust rabbitmq php broker-tools
 
 rust:
 	@deploy/dev/ensure-rust.sh
@@ -31,8 +34,15 @@ php:
 build: rust
 	$(CARGO) build --workspace --locked
 
+nginx:
+	@deploy/check/nginx.sh
+
+# jq, for deploy/rabbitmq/import.sh (the broker-user tests run it).
+broker-tools:
+	@command -v jq >/dev/null 2>&1 || { . deploy/dev/lib.sh; apt_install jq; }
+
 ## Tests.
-test: deps lint test-rust test-php
+test: deps lint test-rust test-php check-deploy
 	@echo "==> all tests passed"
 
 lint: rust php
@@ -41,7 +51,9 @@ lint: rust php
 	@for f in $(PHP_SOURCES); do php -l "$$f" >/dev/null || exit 1; done
 	@echo "==> php -l: $(words $(PHP_SOURCES)) files clean"
 
-test-rust: rust rabbitmq
+# The proxy-limit test runs the real nginx: installed (and checked) first; the
+# broker-user tests import users with deploy/rabbitmq/import.sh.
+test-rust: rust rabbitmq nginx broker-tools
 	$(CARGO) test --workspace --locked
 
 # The PHP tests publish to the real RabbitMQ and validate what the PHP code
@@ -56,6 +68,28 @@ PHPCS ?= phpcs
 lint-moodle:
 	$(PHPCS) --runtime-set installed_paths "$(PHPCS_INSTALLED_PATHS)" --standard=moodle \
 		--extensions=php moodle-plugin tests/php tests/moodle
+
+## Deployment files (deploy/), each checked with its real tool: systemd-analyze,
+## nginx -t, promtool (rule unit tests, and a real Prometheus scraping a private
+## RabbitMQ node), kubernetes-validate and the KEDA/ServiceMonitor CRD schemas,
+## docker-compose config, the image built with buildah and run, and the broker
+## users' permissions on a scratch vhost. README.md, "Running in production".
+check-deploy: build rabbitmq php
+	deploy/check/systemd.sh
+	deploy/check/nginx.sh
+	deploy/check/prometheus.sh
+	RELAY_WORKER_BIN=$(RELAY_WORKER_BIN) deploy/check/kubernetes.sh
+	deploy/check/compose.sh
+	deploy/check/container.sh
+
+# The broker users alone, with shellcheck of their scripts (make test runs
+# their tests within test-rust).
+check-broker-users: rust rabbitmq
+	@deploy/rabbitmq/check.sh
+
+image: rust
+	$(CARGO) build --release --locked -p relay-worker -p dlq-replayer
+	deploy/container/build-local.sh
 
 ## The product's main job.
 demo: deps build
