@@ -29,10 +29,7 @@ COMPOSE_DIR="$(cd "${1:-$ROOT/deploy/compose}" && pwd)"
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/moodle-event-relay"
 CHECK_JSONSCHEMA_VERSION=0.39.0
 
-PASSED=0
-FAILED=0
-pass() { printf 'ok     %s\n' "$*"; PASSED=$((PASSED + 1)); }
-flunk() { printf 'FAIL   %s\n' "$*"; FAILED=$((FAILED + 1)); }
+. "$ROOT/deploy/check/lib.sh"
 
 TMP="$(mktemp -d)"
 NODE=""
@@ -82,17 +79,8 @@ if ! "$VENV/bin/check-jsonschema" --version 2>/dev/null | grep -q "$CHECK_JSONSC
     "$VENV/bin/pip" install -q "check-jsonschema==$CHECK_JSONSCHEMA_VERSION"
 fi
 
-PROMTOOL="$CACHE/prometheus/usr/bin/promtool"
-if [ ! -x "$PROMTOOL" ]; then
-    say "fetching promtool from Debian's prometheus package (unpacked under $CACHE, not installed)"
-    mkdir -p "$CACHE/deb"
-    # Fails before the first `apt-get update` of a new machine: then update, retry.
-    (cd "$CACHE/deb" && apt-get download prometheus >/dev/null 2>&1) ||
-        { as_root apt-get update -qq && (cd "$CACHE/deb" && apt-get download prometheus >/dev/null); } ||
-        fail "cannot download Debian's prometheus package (for promtool)"
-    dpkg-deb -x "$(ls -t "$CACHE"/deb/prometheus_*.deb | head -n1)" "$CACHE/prometheus"
-    rm -rf "$CACHE/deb"
-fi
+ensure_prometheus_tools
+PROMTOOL="$PROMETHEUS_TOOLS/usr/bin/promtool"
 
 # --- 1. compose config -----------------------------------------------------------
 cd "$COMPOSE_DIR"
@@ -152,7 +140,7 @@ for target in relay-worker:9464 rabbitmq:15692; do
     service="${target%%:*}"
     if ! grep -qx "$service" <<<"$services"; then
         flunk "prometheus.yml scrapes $target but compose.yaml has no service $service"
-    elif [ -f "$PROMETHEUS_YML" ] && grep -qE "targets:.*[\"']$target[\"']" "$PROMETHEUS_YML"; then
+    elif [ -f "$PROMETHEUS_YML" ] && grep -qE "targets:.*[\"']${target}[\"']" "$PROMETHEUS_YML"; then
         pass "Prometheus scrapes compose's $service at $target"
     else
         flunk "deploy/prometheus/prometheus.yml does not scrape $target, compose's $service"
@@ -235,11 +223,21 @@ else
     else
         flunk "users after boot are '$users', expected 'admin relay-plugin relay-replayer relay-worker '"
     fi
-    curl -fsS --max-time 5 "http://127.0.0.1:$PROM_PORT/metrics" >"$TMP/rabbitmq-metrics" 2>/dev/null || true
-    curl -fsS --max-time 5 "http://127.0.0.1:$PROM_PORT/metrics/detailed?family=queue_coarse_metrics" \
-        >"$TMP/rabbitmq-detailed" 2>/dev/null || true
-    if grep -q '^rabbitmq_' "$TMP/rabbitmq-metrics" &&
-        grep -q '^rabbitmq_detailed_queue_messages{.*queue="relay.ingest.lms-demo"' "$TMP/rabbitmq-detailed"; then
+    # The plugin's listener may come up a little after the node answers
+    # rabbitmqctl, and a busy machine makes the first scrape slow: up to 60 s.
+    scraped=""
+    for _ in $(seq 30); do
+        curl -fsS --max-time 10 "http://127.0.0.1:$PROM_PORT/metrics" >"$TMP/rabbitmq-metrics" 2>/dev/null || true
+        curl -fsS --max-time 10 "http://127.0.0.1:$PROM_PORT/metrics/detailed?family=queue_coarse_metrics" \
+            >"$TMP/rabbitmq-detailed" 2>/dev/null || true
+        if grep -q '^rabbitmq_' "$TMP/rabbitmq-metrics" &&
+            grep -q '^rabbitmq_detailed_queue_messages{.*queue="relay.ingest.lms-demo"' "$TMP/rabbitmq-detailed"; then
+            scraped=yes
+            break
+        fi
+        sleep 2
+    done
+    if [ -n "$scraped" ]; then
         pass "rabbitmq_prometheus (enabled_plugins) serves /metrics and per-queue /metrics/detailed, as prometheus.yml scrapes them"
     else
         flunk "rabbitmq_prometheus did not answer on its port: enabled_plugins?"
@@ -274,5 +272,4 @@ else
     fi
 fi
 
-echo "compose: $PASSED passed, $FAILED failed"
-[ "$FAILED" -eq 0 ]
+summary "compose"

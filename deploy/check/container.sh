@@ -22,10 +22,7 @@ ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 . "$ROOT/deploy/dev/lib.sh"
 MAX_IMAGE_MB="${MAX_IMAGE_MB:-64}"
 
-PASSED=0
-FAILED=0
-pass() { printf 'ok     %s\n' "$*"; PASSED=$((PASSED + 1)); }
-flunk() { printf 'FAIL   %s\n' "$*"; FAILED=$((FAILED + 1)); }
+. "$ROOT/deploy/check/lib.sh"
 
 TMP="$(mktemp -d)"
 RUN_ID="$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
@@ -280,5 +277,4 @@ if [ "$MODE" = chroot ]; then
     fi
 fi
 
-echo "container: $PASSED passed, $FAILED failed"
-[ "$FAILED" -eq 0 ]
+summary "container"

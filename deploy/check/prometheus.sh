@@ -19,9 +19,10 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 # shellcheck source=deploy/dev/lib.sh
 . "$ROOT/deploy/dev/lib.sh"
+. "$ROOT/deploy/check/lib.sh"
 
 PROM_DIR="$ROOT/deploy/prometheus"
-CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/moodle-event-relay/prometheus"
+CACHE="$PROMETHEUS_TOOLS"
 FAILED=0
 WORK=""
 NODE=""
@@ -54,29 +55,6 @@ trap 'exit 130' INT TERM
 
 need_python() {
     command -v python3 >/dev/null 2>&1 || apt_install python3
-}
-
-# promtool and prometheus of Debian's package, unpacked once into $CACHE.
-ensure_prometheus_tools() {
-    if [ -x "$CACHE/usr/bin/promtool" ] && [ -x "$CACHE/usr/bin/prometheus" ]; then
-        return
-    fi
-    command -v apt-get >/dev/null 2>&1 || fail "apt-get not found: install Debian's prometheus package (promtool) by hand"
-    local policy
-    policy="$(apt-cache policy prometheus 2>/dev/null || true)"
-    if ! grep -q 'Candidate: [0-9]' <<<"$policy"; then
-        say "refreshing Debian package lists (apt-get update)"
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    fi
-    local dl
-    dl="$(mktemp -d)"
-    say "downloading Debian's prometheus package to unpack promtool and prometheus into $CACHE"
-    # apt's sandbox user cannot write to a private temp dir; it downloads as us.
-    (cd "$dl" && apt-get download -q prometheus >/dev/null 2>&1) ||
-        { rm -rf "$dl"; fail "apt-get download prometheus failed (is Debian's package index reachable?)"; }
-    mkdir -p "$CACHE"
-    dpkg-deb --fsys-tarfile "$dl"/prometheus_*.deb | tar -x -C "$CACHE" ./usr/bin/promtool ./usr/bin/prometheus
-    rm -rf "$dl"
 }
 
 # --- 1 and 2: static checks ---------------------------------------------------

@@ -28,10 +28,7 @@ systemd-analyze security --help 2>/dev/null | grep -q -- '--offline' ||
 
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
-PASSED=0
-FAILED=0
-pass() { printf 'ok     %s\n' "$*"; PASSED=$((PASSED + 1)); }
-flunk() { printf 'FAIL   %s\n' "$*"; FAILED=$((FAILED + 1)); }
+. "$ROOT/deploy/check/lib.sh"
 
 # A unit's value for KEY (the last one wins, as in systemd).
 value() { sed -n "s/^$2=//p" "$1" | tail -n1; }
@@ -130,5 +127,4 @@ if [ -f "$worker" ]; then
     fi
 fi
 
-echo "systemd: $PASSED passed, $FAILED failed"
-[ "$FAILED" -eq 0 ]
+summary "systemd"

@@ -20,10 +20,7 @@ ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 . "$ROOT/deploy/dev/lib.sh"
 cd "$ROOT"
 
-PASSED=0
-FAILED=0
-pass() { printf 'ok     %s\n' "$*"; PASSED=$((PASSED + 1)); }
-flunk() { printf 'FAIL   %s\n' "$*"; FAILED=$((FAILED + 1)); }
+. "$ROOT/deploy/check/lib.sh"
 
 missing=()
 command -v jq >/dev/null 2>&1 || missing+=(jq)
@@ -99,5 +96,4 @@ else
     flunk "left on the broker (the trap removes them now): $(tr '\n' ' ' <<<"$left")"
 fi
 
-printf '%d passed, %d failed\n' "$PASSED" "$FAILED"
-[ "$FAILED" -eq 0 ]
+summary "broker users"
