@@ -1,6 +1,7 @@
 //! Messages to and from files, in the JSON-lines format of `codec.rs`:
-//! `export` (read only), `purge` (backup, then remove) and `import`
-//! (publish a file's messages into the queue with confirms).
+//! `export` (read only; `--redact` through `personal.rs`), `purge` (backup,
+//! then remove; or a dry run) and `import` (publish a file's messages into
+//! the queue with confirms; redacted records are refused).
 //!
 //! `purge` writes and syncs each batch of backup lines to disk before it acks
 //! that batch, so a crash never removes a message whose backup is not on disk.
@@ -21,6 +22,8 @@ use crate::dead_letter::DeadLetter;
 use crate::error::Error;
 use crate::filter::Filter;
 use crate::inspect::{next_or_stop, warn_if_short};
+use crate::output;
+use crate::personal::{REDACTED_HEADER, redact_record};
 use crate::reader::Reader;
 
 /// Backup lines written and synced to disk before their messages are acked.
@@ -52,6 +55,7 @@ pub async fn export(
     queue: &str,
     filter: &Filter,
     path: &Path,
+    redact: bool,
     out: &mut dyn Write,
     mut stop: Stop,
 ) -> Result<(), Error> {
@@ -73,7 +77,11 @@ pub async fn export(
         if !filter.matches(&letter) {
             continue;
         }
-        let text = line(&Record::from_message(&delivery.properties, &delivery.data));
+        let mut record = Record::from_message(&delivery.properties, &delivery.data);
+        if redact {
+            redact_record(&mut record);
+        }
+        let text = line(&record);
         match &mut file {
             Some(f) => writeln!(f, "{text}"),
             None => writeln!(out, "{text}"),
@@ -91,7 +99,8 @@ pub async fn export(
         }
         None => out.flush().map_err(io)?,
     }
-    eprintln!("exported {written} of {seen} messages from {queue} to {name}");
+    let how = if redact { " (redacted)" } else { "" };
+    eprintln!("exported {written} of {seen} messages from {queue} to {name}{how}");
     Ok(())
 }
 
@@ -146,6 +155,48 @@ pub async fn purge(
         .map_err(|e| Error::file("stdout", e))
 }
 
+/// `purge --dry-run`: the messages a purge would remove, and nothing changed
+/// (every message is held and given back; no backup is written).
+pub async fn purge_dry_run(
+    broker: &Broker,
+    queue: &str,
+    filter: &Filter,
+    backup: Option<PathBuf>,
+    out: &mut dyn Write,
+    mut stop: Stop,
+) -> Result<(), Error> {
+    let io = |e| Error::file("stdout", e);
+    let mut reader = Reader::open(broker, queue).await?;
+    writeln!(
+        out,
+        "Dry run: these messages would be purged; nothing is changed."
+    )
+    .map_err(io)?;
+    output::table_header(out).map_err(io)?;
+    let mut matched = 0u64;
+    while let Some(delivery) = next_or_stop(&mut reader, &mut stop).await? {
+        reader.hold(delivery.delivery_tag);
+        let letter = DeadLetter::from_message(&delivery.properties, &delivery.data);
+        if filter.matches(&letter) {
+            matched += 1;
+            output::table_row(out, &letter).map_err(io)?;
+        }
+    }
+    let seen = reader.seen();
+    warn_if_short(&reader, queue, &stop);
+    reader.finish(broker).await?;
+    let backup = match backup {
+        Some(path) => format!("a real run writes them to {} first", show(&path)),
+        None => "without a backup".to_owned(),
+    };
+    writeln!(
+        out,
+        "dry run: {matched} of {seen} messages would be purged from {queue} ({backup}); nothing was changed"
+    )
+    .map_err(io)?;
+    out.flush().map_err(io)
+}
+
 /// Flushes and syncs the backup, then acks the batch it covers.
 async fn sync_then_ack(
     file: &mut Option<BufWriter<File>>,
@@ -191,6 +242,12 @@ fn read_records(path: &Path) -> Result<Vec<Record>, Error> {
         };
         let record: Record = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
         record.to_message().map_err(bad)?;
+        if record.headers.contains_key(REDACTED_HEADER) {
+            return Err(bad(format!(
+                "redacted by export --redact ({REDACTED_HEADER}): not the original event, \
+                 so it is never put back in the queue"
+            )));
+        }
         records.push(record);
     }
     Ok(records)
@@ -306,6 +363,20 @@ mod tests {
         );
         let records = read_records(&path).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(records.len(), 2);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_redacted_record_is_refused() {
+        let path = temp(
+            "redacted",
+            "{\"properties\":{},\"headers\":{\"x-dlq-redacted\":\"personal fields\"},\"body\":\"{}\"}\n",
+        );
+        let err = read_records(&path)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("line 1: redacted by export --redact"), "{err}");
         let _ = std::fs::remove_file(&path);
     }
 

@@ -30,6 +30,19 @@ impl Broker {
         })
     }
 
+    /// Connects to the first of `urls` that accepts (the nodes of a cluster,
+    /// in order); the error is the last node's.
+    pub async fn connect_first(urls: &[String]) -> Result<Broker, Error> {
+        let mut last = Error::Usage("no AMQP URL given".to_owned());
+        for url in urls {
+            match Broker::connect(url).await {
+                Ok(broker) => return Ok(broker),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
     pub async fn channel(&self, doing: &'static str) -> Result<Channel, Error> {
         self.connection
             .create_channel()

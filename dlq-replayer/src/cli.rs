@@ -8,7 +8,11 @@ use jiff::Timestamp;
 use relay_contract::dlq::Class;
 use relay_contract::routing::DLQ_QUEUE;
 
-use crate::filter::{Filter, Glob, parse_time};
+use crate::filter::{Filter, Glob, parse_age, parse_time};
+
+/// The retention of dead letters the shipped timer applies
+/// (deploy/systemd/dlq-replayer-retention.timer): `purge --older-than 30d`.
+pub const RETENTION_DEFAULT: &str = "30d";
 
 /// The broker used when neither `--amqp-url` nor `RELAY_AMQP_URL` is given.
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -33,6 +37,17 @@ pub struct Cli {
         help_heading = "Connection"
     )]
     pub amqp_url: String,
+
+    /// A file whose first line is the AMQP URL (a systemd credential, say);
+    /// wins over --amqp-url. Comma-separated URLs of cluster nodes are tried in turn.
+    #[arg(
+        long,
+        env = "RELAY_AMQP_URL_FILE",
+        value_name = "FILE",
+        global = true,
+        help_heading = "Connection"
+    )]
+    pub amqp_url_file: Option<PathBuf>,
 
     /// The dead-letter queue to work on.
     #[arg(long, default_value = DLQ_QUEUE, global = true, help_heading = "Connection")]
@@ -86,25 +101,45 @@ pub enum Command {
     },
     /// Remove matching messages, after writing them to a backup file
     /// (JSON lines, the `export` format) unless --no-backup.
+    ///
+    /// Retention (default 30 days, run daily by
+    /// deploy/systemd/dlq-replayer-retention.timer):
+    /// `dlq-replayer purge --older-than 30d --no-backup --yes`. No backup on
+    /// purpose: a backup would keep the personal data the purge is meant to drop.
+    ///
+    /// A user's dead letters (erasure request):
+    /// `dlq-replayer purge --site lms-prod --user 42 --dry-run`, then `--yes`.
     Purge {
-        /// Required: purging cannot be undone without the backup.
+        /// Show what would be removed, and change nothing (no backup written).
+        #[arg(long)]
+        dry_run: bool,
+        /// Required unless --dry-run: purging cannot be undone without the backup.
         #[arg(long, short = 'y')]
         yes: bool,
         /// Where to write the backup [default: dlq-backup-<UTC time>.jsonl].
         #[arg(long, value_name = "FILE", conflicts_with = "no_backup")]
         backup: Option<PathBuf>,
-        /// Remove without writing a backup first.
+        /// Remove without writing a backup first (retention and erasure: a
+        /// backup would keep the personal data).
         #[arg(long)]
         no_backup: bool,
         #[command(flatten)]
         filter: FilterArgs,
     },
     /// Write matching messages as JSON lines (body, properties and headers,
-    /// exactly). Changes nothing.
+    /// exactly, unless --redact). Changes nothing.
     Export {
         /// The file to write, or - for stdout.
         #[arg(long, short = 'o', value_name = "FILE", default_value = "-")]
         output: PathBuf,
+        /// Remove personal data from the bodies: the snapshot reduced to its
+        /// ids, user records fetched from Moodle dropped, names, emails,
+        /// usernames, idnumbers... removed from `other`, and their values
+        /// masked in the error message. Ids, type, times and the failure
+        /// headers stay. A body that is not JSON is dropped. Redacted records
+        /// are marked (x-dlq-redacted) and `import` refuses them.
+        #[arg(long)]
+        redact: bool,
         #[command(flatten)]
         filter: FilterArgs,
     },
@@ -140,13 +175,35 @@ pub struct FilterArgs {
     /// Last failed at or before: RFC 3339 time or a duration ago (2h, 30m, 1d).
     #[arg(long, value_name = "TIME", value_parser = time_arg)]
     pub until: Option<Timestamp>,
+    /// Last failed this long ago or longer: an age (30d, 12h); the retention
+    /// option, same as --until with an age.
+    #[arg(long, value_name = "AGE", value_parser = age_arg, conflicts_with = "until")]
+    pub older_than: Option<Timestamp>,
     /// Message id (the event id).
     #[arg(long, value_name = "ID")]
     pub id: Vec<String>,
+    /// Events about this Moodle user id (data.relateduserid, the subject's
+    /// user, data.objectid or the snapshot's id for moodle.user.*, the
+    /// snapshot's userid otherwise). Not the actor (data.userid): see
+    /// --user-as-actor. Bodies that are not JSON never match. User ids are per
+    /// site: needs --site (or --any-site).
+    #[arg(long, value_name = "ID", value_parser = clap::value_parser!(u64).range(1..))]
+    pub user: Vec<u64>,
+    /// With --user: also events the user made (data.userid), which are
+    /// mostly about other people.
+    #[arg(long, requires = "user")]
+    pub user_as_actor: bool,
+    /// With --user and no --site: the same user id on every site, on purpose.
+    #[arg(long, requires = "user", conflicts_with = "site")]
+    pub any_site: bool,
 }
 
 fn time_arg(text: &str) -> Result<Timestamp, String> {
     parse_time(text, Timestamp::now())
+}
+
+fn age_arg(text: &str) -> Result<Timestamp, String> {
+    parse_age(text, Timestamp::now())
 }
 
 impl FilterArgs {
@@ -157,9 +214,24 @@ impl FilterArgs {
             classes: self.class.clone(),
             codes: self.code.clone(),
             since: self.since,
-            until: self.until,
+            until: self.until.or(self.older_than),
             ids: self.id.clone(),
+            users: self.user.clone(),
+            user_as_actor: self.user_as_actor,
         }
+    }
+
+    /// Refusals clap cannot express: `--user` names a user of one site, so
+    /// it needs `--site` or an explicit `--any-site`.
+    pub fn check(&self) -> Result<(), String> {
+        if !self.user.is_empty() && self.site.is_empty() && !self.any_site {
+            return Err(
+                "user ids are per Moodle site: give --site SITE with --user \
+                 (or --any-site to mean this id on every site)"
+                    .to_owned(),
+            );
+        }
+        Ok(())
     }
 }
 
@@ -211,12 +283,37 @@ mod tests {
             &["purge", "--no-backup", "--backup", "x"],
             &["list", "--class", "transiant"],
             &["show"],
+            &["purge", "--older-than", "2026-01-01T00:00:00Z"],
+            &["purge", "--older-than", "1d", "--until", "2d"],
+            &["list", "--user-as-actor"],
+            &["list", "--user", "0", "--site", "a"],
+            &["list", "--user", "4", "--site", "a", "--any-site"],
         ] {
             let err = parse(args)
                 .err()
                 .unwrap_or_else(|| panic!("{args:?} accepted"));
             assert_eq!(err.exit_code(), 2, "{args:?}");
         }
+    }
+
+    #[test]
+    fn user_needs_a_site_or_any_site() {
+        let filter = |args: &[&str]| match parse(args).map(|c| c.command) {
+            Ok(Command::List { filter, .. }) => filter,
+            other => panic!("{other:?}"),
+        };
+        assert!(filter(&["list", "--user", "42"]).check().is_err());
+        let one = filter(&["list", "--user", "42", "--site", "a"]);
+        assert!(one.check().is_ok());
+        assert_eq!(one.to_filter().users, [42]);
+        assert!(
+            filter(&["list", "--user", "42", "--any-site"])
+                .check()
+                .is_ok()
+        );
+        assert!(filter(&["list"]).check().is_ok());
+        let old = filter(&["list", "--older-than", "30d"]).to_filter();
+        assert!(old.until.is_some_and(|t| t < Timestamp::now()));
     }
 
     #[test]

@@ -10,6 +10,9 @@ use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable};
 use relay_contract::dlq::{self, Class};
 use relay_contract::routing::ingest_queue_site;
+use serde_json::Value;
+
+use crate::personal::People;
 
 /// What is shown for the class of a message that carries neither a known
 /// class header nor `x-death`.
@@ -40,6 +43,9 @@ pub struct DeadLetter {
     pub exchange: Option<String>,
     pub routing_key: Option<String>,
     pub replay_count: u32,
+    /// The users the event names; `None` when the body is not a JSON object
+    /// (such a message never matches `--user`).
+    pub people: Option<People>,
 }
 
 impl DeadLetter {
@@ -57,6 +63,10 @@ impl DeadLetter {
                     .as_ref()
                     .and_then(|d| ingest_queue_site(&d.queue).map(str::to_owned))
             });
+        let event = match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Object(event)) => Some(event),
+            _ => None,
+        };
         let mut letter = DeadLetter {
             id: props.message_id().as_ref().map(|m| m.to_string()),
             site,
@@ -64,7 +74,7 @@ impl DeadLetter {
                 .kind()
                 .as_ref()
                 .map(|k| k.to_string())
-                .or_else(|| body_type(body)),
+                .or_else(|| body_type(event.as_ref())),
             class: dlq::class(headers),
             code: text(dlq::ERROR_CODE),
             message: text(dlq::ERROR_MESSAGE),
@@ -73,6 +83,7 @@ impl DeadLetter {
             exchange: text(dlq::ORIGINAL_EXCHANGE),
             routing_key,
             replay_count: dlq::replay_count(headers),
+            people: event.as_ref().map(People::of),
         };
         if let Some(death) = death {
             let replayed: Option<Timestamp> = text(dlq::REPLAYED_AT).and_then(|t| t.parse().ok());
@@ -153,13 +164,8 @@ fn first_word(routing_key: &str) -> Option<String> {
 }
 
 /// The body's top-level `type`, when the body is a JSON object that has one.
-fn body_type(body: &[u8]) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Typed {
-        #[serde(rename = "type")]
-        kind: Option<String>,
-    }
-    serde_json::from_slice::<Typed>(body).ok()?.kind
+fn body_type(event: Option<&serde_json::Map<String, Value>>) -> Option<String> {
+    event?.get("type")?.as_str().map(str::to_owned)
 }
 
 #[cfg(test)]
@@ -228,10 +234,8 @@ mod tests {
         let d = DeadLetter::from_message(&props(&[]), br#"{"type":"moodle.role.assigned"}"#);
         assert_eq!(d.event_type.as_deref(), Some("moodle.role.assigned"));
         assert_eq!((d.class, d.class_label()), (None, UNKNOWN));
-        assert_eq!(
-            DeadLetter::from_message(&props(&[]), b"\xff").event_type,
-            None
-        );
+        let binary = DeadLetter::from_message(&props(&[]), b"\xff");
+        assert_eq!((binary.event_type, binary.people), (None, None));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Which dead letters a command acts on: `--site`, `--type` (glob), `--class`,
-//! `--code`, `--since`/`--until` and `--id`, and the parsing of their values.
+//! `--code`, `--since`/`--until` (or `--older-than`), `--id` and `--user`,
+//! and the parsing of their values.
 //!
 //! Values of one option are alternatives (`--site a --site b`: either site);
 //! different options must all hold. An empty filter matches everything.
@@ -21,6 +22,11 @@ pub struct Filter {
     /// Only messages whose last failure is at or before this time.
     pub until: Option<Timestamp>,
     pub ids: Vec<String>,
+    /// Only events about one of these users (see `personal.rs`); a body that
+    /// is not a JSON object never matches.
+    pub users: Vec<u64>,
+    /// With `users`: also events one of them made (`data.userid`).
+    pub user_as_actor: bool,
 }
 
 impl Filter {
@@ -37,6 +43,19 @@ impl Filter {
                     .as_deref()
                     .is_some_and(|t| self.types.iter().any(|g| g.matches(t))))
             && self.in_time_range(message.last_failed)
+            && self.about_user(message)
+    }
+
+    fn about_user(&self, message: &DeadLetter) -> bool {
+        if self.users.is_empty() {
+            return true;
+        }
+        let Some(people) = &message.people else {
+            return false;
+        };
+        self.users
+            .iter()
+            .any(|u| people.about.contains(u) || (self.user_as_actor && people.actor == Some(*u)))
     }
 
     /// True when no option narrows the selection.
@@ -68,6 +87,11 @@ impl Filter {
         list("class", self.classes.iter().map(Class::to_string).collect());
         list("code", self.codes.clone());
         list("id", self.ids.clone());
+        let users = self.users.iter().map(u64::to_string).collect();
+        match self.user_as_actor {
+            true => list("user (subject or actor)", users),
+            false => list("user", users),
+        }
         if let Some(since) = self.since {
             parts.push(format!("failed since {since}"));
         }
@@ -129,6 +153,17 @@ pub fn parse_time(text: &str, now: Timestamp) -> Result<Timestamp, String> {
         .checked_sub(span.abs())
         .map(|z| z.timestamp())
         .map_err(|e| format!("{text:?}: {e}"))
+}
+
+/// Parses an `--older-than` value: an age only (`30d`, `12h`), meaning a
+/// last failure at or before that long before `now`.
+pub fn parse_age(text: &str, now: Timestamp) -> Result<Timestamp, String> {
+    if text.parse::<Timestamp>().is_ok() {
+        return Err(format!(
+            "{text:?} is a time; --older-than takes an age such as 30d (or use --until TIME)"
+        ));
+    }
+    parse_time(text, now)
 }
 
 #[cfg(test)]
@@ -217,6 +252,34 @@ mod tests {
             Ok("2026-11-20T00:02:03Z")
         );
         assert!(parse("yesterday").is_err());
+        assert_eq!(
+            parse_age("30d", now).map(|t| t.to_string()).as_deref(),
+            Ok("2026-10-25T12:00:00Z")
+        );
+        assert!(parse_age("2026-11-20T00:00:00Z", now).is_err());
+    }
+
+    #[test]
+    fn users_match_the_subject_and_the_actor_only_when_asked() {
+        use crate::personal::People;
+        let about = |about: Vec<u64>, actor: Option<u64>| DeadLetter {
+            people: Some(People { about, actor }),
+            ..DeadLetter::default()
+        };
+        let mut f = Filter {
+            users: vec![42, 7],
+            ..Filter::default()
+        };
+        assert!(f.matches(&about(vec![42], Some(2))));
+        assert!(!f.matches(&about(vec![43], Some(42))));
+        assert!(
+            !f.matches(&DeadLetter::default()),
+            "a body that is not JSON"
+        );
+        f.user_as_actor = true;
+        assert!(f.matches(&about(vec![43], Some(42))));
+        assert!(!f.matches(&about(vec![43], Some(2))));
+        assert_eq!(f.describe(), "messages with user (subject or actor) 42|7");
     }
 
     #[test]

@@ -81,12 +81,17 @@ pub async fn list(
     let mut reader = Reader::open(broker, queue).await?;
     let mut summary = Summary::default();
     let mut matched = 0u64;
+    // Messages a --user filter cannot look into (body not a JSON object).
+    let mut unreadable = 0u64;
     if mode == ListMode::Table {
         output::table_header(out).map_err(io)?;
     }
     while let Some(delivery) = next_or_stop(&mut reader, &mut stop).await? {
         let letter = DeadLetter::from_message(&delivery.properties, &delivery.data);
         reader.hold(delivery.delivery_tag);
+        if !filter.users.is_empty() && letter.people.is_none() {
+            unreadable += 1;
+        }
         if !filter.matches(&letter) {
             continue;
         }
@@ -100,11 +105,18 @@ pub async fn list(
     let seen = reader.seen();
     warn_if_short(&reader, queue, &stop);
     reader.finish(broker).await?;
+    let note = match unreadable {
+        0 => String::new(),
+        n => format!("; {n} with a body that is not JSON, never matched by --user"),
+    };
+    if mode != ListMode::Table && unreadable > 0 {
+        eprintln!("dlq-replayer: {}", &note[2..]);
+    }
     match mode {
         ListMode::Summary => summary.write_table(out).map_err(io)?,
         ListMode::SummaryJson => summary.write_json(out).map_err(io)?,
         ListMode::Table => {
-            writeln!(out, "({matched} of {seen} messages in {queue})").map_err(io)?
+            writeln!(out, "({matched} of {seen} messages in {queue}{note})").map_err(io)?
         }
         ListMode::Json => {}
     }

@@ -1,6 +1,7 @@
 //! `dlq-replayer`: the operator's tool for the relay's dead-letter queue
 //! (DESIGN.md §5). It lists, shows, replays, purges, exports and imports
-//! dead letters, selected by site, type, failure class and code, time and id.
+//! dead letters, selected by site, type, failure class and code, time, id and
+//! the user an event is about; `export --redact` removes personal data.
 //!
 //! # Layout
 //!
@@ -10,6 +11,8 @@
 //!   its initial depth; what a command does not take is given back at the end.
 //! - `dead_letter.rs`: what a message says about its failure (headers, `x-death`).
 //! - `filter.rs`: the selection options.
+//! - `personal.rs`: personal data in events: the users an event is about, the
+//!   list of personal fields, redaction.
 //! - `inspect.rs`: `list` and `show` (read only).
 //! - `replay.rs`: `replay`: republish with confirms, remove after the confirm.
 //! - `archive.rs`: `export`, `import` and `purge` (with its backup).
@@ -30,6 +33,7 @@ pub mod error;
 pub mod filter;
 pub mod inspect;
 pub mod output;
+pub mod personal;
 pub mod reader;
 pub mod replay;
 
@@ -81,7 +85,8 @@ pub async fn run(
     let stop = Stop::on(shutdown);
     // Refuse before connecting: no broker round trip for a usage error.
     check_usage(&cli.command)?;
-    let broker = Broker::connect(&cli.amqp_url).await?;
+    let urls = amqp_urls(&cli)?;
+    let broker = Broker::connect_first(&urls).await?;
     let queue = cli.queue.as_str();
     let result = match cli.command {
         Command::List {
@@ -118,13 +123,24 @@ pub async fn run(
             filter,
             backup,
             no_backup,
+            dry_run,
             ..
         } => {
             let backup = (!no_backup).then(|| backup.unwrap_or_else(archive::default_backup_path));
-            archive::purge(&broker, queue, &filter.to_filter(), backup, out, stop).await
+            let filter = filter.to_filter();
+            if dry_run {
+                archive::purge_dry_run(&broker, queue, &filter, backup, out, stop).await
+            } else {
+                archive::purge(&broker, queue, &filter, backup, out, stop).await
+            }
         }
-        Command::Export { filter, output } => {
-            archive::export(&broker, queue, &filter.to_filter(), &output, out, stop).await
+        Command::Export {
+            filter,
+            output,
+            redact,
+        } => {
+            let filter = filter.to_filter();
+            archive::export(&broker, queue, &filter, &output, redact, out, stop).await
         }
         Command::Import { file, filter } => {
             archive::import(&broker, queue, &file, &filter.to_filter(), out, stop).await
@@ -134,11 +150,51 @@ pub async fn run(
     result
 }
 
-/// Refusals that need no broker: a purge needs --yes; a replay without
-/// --yes needs a terminal to ask on.
+/// The broker URLs to try: the first line of --amqp-url-file (comma-separated
+/// for a cluster), else --amqp-url. The file's text is never shown.
+fn amqp_urls(cli: &Cli) -> Result<Vec<String>, Error> {
+    let Some(path) = &cli.amqp_url_file else {
+        return Ok(vec![cli.amqp_url.clone()]);
+    };
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| Error::file(&name, e))?;
+    let urls: Vec<String> = text
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if urls.is_empty() {
+        return Err(Error::Usage(format!(
+            "{name}: no AMQP URL on its first line"
+        )));
+    }
+    Ok(urls)
+}
+
+/// Refusals that need no broker: a purge needs --yes (or --dry-run); a
+/// replay without --yes needs a terminal to ask on; --user needs a site.
 fn check_usage(command: &Command) -> Result<(), Error> {
+    let filter = match command {
+        Command::List { filter, .. }
+        | Command::Replay { filter, .. }
+        | Command::Purge { filter, .. }
+        | Command::Export { filter, .. }
+        | Command::Import { filter, .. } => Some(filter),
+        Command::Show { .. } => None,
+    };
+    if let Some(filter) = filter {
+        filter.check().map_err(Error::Usage)?;
+    }
     match command {
-        Command::Purge { yes: false, .. } => Err(Error::Usage(
+        Command::Purge {
+            yes: false,
+            dry_run: false,
+            ..
+        } => Err(Error::Usage(
             "purge removes messages: pass --yes to confirm (a backup is written first \
              unless --no-backup)"
                 .to_owned(),

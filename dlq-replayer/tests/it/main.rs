@@ -3,6 +3,7 @@
 
 mod archiving;
 mod listing;
+mod personal_data;
 mod process;
 mod replaying;
 mod support;
