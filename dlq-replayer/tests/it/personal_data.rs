@@ -7,13 +7,13 @@
 use std::collections::BTreeSet;
 
 use jiff::{Timestamp, ToSpan};
-use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString};
+use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, options::ConfirmSelectOptions};
 use relay_contract::dlq;
 use relay_contract::routing::{DLQ_QUEUE, INGEST_EXCHANGE};
 use serde_json::{Value, json};
 
-use crate::support::{Vhost, ok, publish_raw, snapshot, stderr, stdout};
+use crate::support::{Vhost, ok, publish_raw, snapshot, stderr, stdout, x_death};
 
 fn long(s: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(s))
@@ -105,21 +105,8 @@ impl Letter {
         );
         let mut headers = FieldTable::default();
         if self.poison {
-            let mut death = FieldTable::default();
-            death.insert("reason".into(), long("delivery_limit"));
-            death.insert("queue".into(), long(&format!("relay.ingest.{}", self.site)));
-            death.insert("exchange".into(), long(INGEST_EXCHANGE));
-            death.insert("count".into(), AMQPValue::LongLongInt(1));
             let at = u64::try_from(failed.as_second()).unwrap_or(0);
-            death.insert("time".into(), AMQPValue::Timestamp(at));
-            death.insert(
-                "routing-keys".into(),
-                AMQPValue::FieldArray(FieldArray::from(vec![long(&key)])),
-            );
-            headers.insert(
-                dlq::X_DEATH.into(),
-                AMQPValue::FieldArray(FieldArray::from(vec![AMQPValue::FieldTable(death)])),
-            );
+            headers.insert(dlq::X_DEATH.into(), x_death(self.site, &key, at));
         } else {
             let at = failed.to_string();
             // A Moodle error quoting the username: redaction masks it.

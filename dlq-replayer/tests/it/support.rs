@@ -188,6 +188,22 @@ fn long(s: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(s))
 }
 
+/// The `x-death` header the broker gives a message it dead-lettered from
+/// `site`'s ingest queue at its delivery limit, at Unix time `at`.
+pub fn x_death(site: &str, routing_key: &str, at: u64) -> AMQPValue {
+    let mut death = FieldTable::default();
+    death.insert("reason".into(), long("delivery_limit"));
+    death.insert("queue".into(), long(&format!("relay.ingest.{site}")));
+    death.insert("exchange".into(), long(INGEST_EXCHANGE));
+    death.insert("count".into(), AMQPValue::LongLongInt(1));
+    death.insert("time".into(), AMQPValue::Timestamp(at));
+    death.insert(
+        "routing-keys".into(),
+        AMQPValue::FieldArray(FieldArray::from(vec![long(routing_key)])),
+    );
+    AMQPValue::FieldArray(FieldArray::from(vec![AMQPValue::FieldTable(death)]))
+}
+
 /// The properties and body of a dead letter: the worker's headers (long
 /// strings, attempts a long-long int), or for poison only the broker's `x-death`.
 pub fn dead_letter(
@@ -200,22 +216,9 @@ pub fn dead_letter(
     let routing_key = format!("{site}.{}", kind.trim_start_matches("moodle."));
     let mut headers = FieldTable::default();
     if class == "poison" {
-        let mut death = FieldTable::default();
-        death.insert("reason".into(), long("delivery_limit"));
-        death.insert("queue".into(), long(&format!("relay.ingest.{site}")));
-        death.insert("exchange".into(), long(INGEST_EXCHANGE));
-        death.insert("count".into(), AMQPValue::LongLongInt(1));
-        death.insert(
-            "time".into(),
-            AMQPValue::Timestamp(1_795_000_000 + n as u64),
-        );
-        death.insert(
-            "routing-keys".into(),
-            AMQPValue::FieldArray(FieldArray::from(vec![long(&routing_key)])),
-        );
         headers.insert(
             dlq::X_DEATH.into(),
-            AMQPValue::FieldArray(FieldArray::from(vec![AMQPValue::FieldTable(death)])),
+            x_death(site, &routing_key, 1_795_000_000 + n as u64),
         );
     } else {
         let at = format!("2026-11-24T{:02}:{:02}:00Z", (n / 60) % 24, n % 60);
