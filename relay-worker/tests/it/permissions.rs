@@ -230,6 +230,21 @@ fn passive() -> QueueDeclareOptions {
     }
 }
 
+/// Checks that a topic exchange exists, as the plugin and the replayer do
+/// (a passive declare).
+async fn check_exchange(ch: &Channel, exchange: &str) -> lapin::Result<()> {
+    ch.exchange_declare(
+        exchange.into(),
+        ExchangeKind::Topic,
+        ExchangeDeclareOptions {
+            passive: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+}
+
 /// Publishes one persistent message (mandatory) on a channel of its own in
 /// confirm mode and returns the broker's answer. A refused publish closes the
 /// channel: the error is then the broker's reason.
@@ -252,18 +267,7 @@ async fn publish(
     // The channel's close (after a refusal) can come after the confirm: a
     // round trip on the same channel settles it (a passive declare needs no
     // permission).
-    let settled = ch
-        .exchange_declare(
-            "amq.topic".into(),
-            ExchangeKind::Topic,
-            ExchangeDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await;
-    settled?;
+    check_exchange(&ch, "amq.topic").await?;
     let _ = ch.close(200, "published".into()).await;
     Ok(answer)
 }
@@ -319,17 +323,7 @@ async fn each_user_does_its_job_and_is_refused_the_rest() {
     // relay-plugin: checks the exchange (passive, as publisher.php does) and publishes.
     let plugin = users.connect(PLUGIN).await;
     let ch = channel(&plugin).await;
-    let checked = ch
-        .exchange_declare(
-            INGEST_EXCHANGE.into(),
-            ExchangeKind::Topic,
-            ExchangeDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await;
+    let checked = check_exchange(&ch, INGEST_EXCHANGE).await;
     assert_allowed("relay-plugin checks moodle.ingest (passive)", checked);
     let (id, event_key, body) = EventFactory::new().event(site, 1);
     let confirmed = async {
@@ -457,17 +451,7 @@ async fn each_user_does_its_job_and_is_refused_the_rest() {
     let dlq_depth = assert_allowed("relay-replayer inspects relay.dlq (passive)", dlq_depth);
     assert_eq!(dlq_depth.message_count(), 1);
     for exchange in [INGEST_EXCHANGE, REQUEUE_EXCHANGE] {
-        let checked = ch
-            .exchange_declare(
-                exchange.into(),
-                ExchangeKind::Topic,
-                ExchangeDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await;
+        let checked = check_exchange(&ch, exchange).await;
         assert_allowed(
             &format!("relay-replayer checks {exchange} (passive)"),
             checked,
