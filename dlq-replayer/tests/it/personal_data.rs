@@ -7,13 +7,13 @@
 use std::collections::BTreeSet;
 
 use jiff::{Timestamp, ToSpan};
+use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable, LongString};
-use lapin::{BasicProperties, options::ConfirmSelectOptions};
 use relay_contract::dlq;
 use relay_contract::routing::{DLQ_QUEUE, INGEST_EXCHANGE};
 use serde_json::{Value, json};
 
-use crate::support::{Vhost, ok, publish_raw, snapshot, stderr, stdout, x_death};
+use crate::support::{Vhost, ok, publish_confirmed, snapshot, stderr, stdout, x_death};
 
 fn long(s: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(s))
@@ -153,24 +153,8 @@ fn letters() -> Vec<Letter> {
 }
 
 async fn seed(vhost: &Vhost, letters: &[Letter]) {
-    let channel = vhost
-        .conn
-        .create_channel()
-        .await
-        .unwrap_or_else(|e| panic!("channel: {e}"));
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap_or_else(|e| panic!("confirm mode: {e}"));
-    for l in letters {
-        publish_raw(&channel, &l.body(), l.props()).await;
-    }
-    let returned = channel
-        .wait_for_confirms()
-        .await
-        .unwrap_or_else(|e| panic!("confirms: {e}"));
-    assert!(returned.is_empty());
-    let _ = channel.close(200, "seeded".into()).await;
+    let messages = letters.iter().map(|l| (l.body(), l.props())).collect();
+    publish_confirmed(vhost, messages).await;
 }
 
 fn ids<'a>(letters: impl IntoIterator<Item = &'a Letter>) -> BTreeSet<String> {

@@ -257,6 +257,20 @@ pub fn dead_letter(
 /// Publishes `count` dead letters into `relay.dlq`, spread evenly over
 /// [`SITES`] × [`CLASSES`], with confirms.
 pub async fn seed(vhost: &Vhost, count: usize) -> Vec<Seeded> {
+    let mut seeded = Vec::with_capacity(count);
+    let mut messages = Vec::with_capacity(count);
+    for n in 0..count {
+        let (s, props, body) = dead_letter(n, SITES[n % 3], CLASSES[(n / 3) % 4]);
+        seeded.push(s);
+        messages.push((body, props));
+    }
+    publish_confirmed(vhost, messages).await;
+    seeded
+}
+
+/// Publishes messages into `relay.dlq` on a channel in confirm mode and waits
+/// until the broker confirmed every one (none returned).
+pub async fn publish_confirmed(vhost: &Vhost, messages: Vec<(Vec<u8>, BasicProperties)>) {
     let channel = vhost
         .conn
         .create_channel()
@@ -266,11 +280,8 @@ pub async fn seed(vhost: &Vhost, count: usize) -> Vec<Seeded> {
         .confirm_select(ConfirmSelectOptions::default())
         .await
         .unwrap_or_else(|e| panic!("confirm mode: {e}"));
-    let mut seeded = Vec::with_capacity(count);
-    for n in 0..count {
-        let (s, props, body) = dead_letter(n, SITES[n % 3], CLASSES[(n / 3) % 4]);
+    for (body, props) in messages {
         publish_raw(&channel, &body, props).await;
-        seeded.push(s);
     }
     let returned = channel
         .wait_for_confirms()
@@ -278,7 +289,6 @@ pub async fn seed(vhost: &Vhost, count: usize) -> Vec<Seeded> {
         .unwrap_or_else(|e| panic!("confirms: {e}"));
     assert!(returned.is_empty(), "seeding: {} returned", returned.len());
     let _ = channel.close(200, "seeded".into()).await;
-    seeded
 }
 
 pub async fn publish_raw(channel: &Channel, body: &[u8], props: BasicProperties) {
